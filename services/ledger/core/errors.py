@@ -1,0 +1,79 @@
+"""The ledger core's exception tree.
+
+Every error carries a stable ``code`` (a short snake_case string) that edges
+map to HTTP problems, metrics labels and log fields. Rejections are bad input
+and are never retried; ``InvariantViolation`` means this replica's own state is
+corrupt and the replica must stop rather than spread it.
+
+::
+
+    LedgerError
+    ├── Rejected                  bad input: never retried
+    │   ├── EncodingError         bytes are not canonical / schema is wrong
+    │   ├── InvalidSignature      signature or key does not verify
+    │   ├── InvalidTransaction    static check failed (sizes, chain id, kind)
+    │   ├── TransactionFailed     dynamic check failed (nonce, authorisation, rules)
+    │   ├── InvalidBlock          a block or its certificate does not verify
+    │   ├── InvalidMessage        a consensus or sync message is malformed or forged
+    │   └── MempoolRejected       the mempool will not take the transaction
+    └── InvariantViolation        our own state is corrupt: stop the replica
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of the ledger core's errors."""
+
+    code = "ledger_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class Rejected(LedgerError):
+    """Input is invalid; retrying the same input gives the same answer."""
+
+    code = "rejected"
+
+
+class EncodingError(Rejected):
+    code = "bad_encoding"
+
+
+class InvalidSignature(Rejected):
+    code = "bad_signature"
+
+
+class InvalidTransaction(Rejected):
+    code = "invalid_transaction"
+
+
+class TransactionFailed(Rejected):
+    """A transaction that is well formed but not valid against the current state."""
+
+    code = "transaction_failed"
+
+
+class InvalidBlock(Rejected):
+    code = "invalid_block"
+
+
+class InvalidMessage(Rejected):
+    code = "invalid_message"
+
+
+class MempoolRejected(Rejected):
+    code = "mempool_rejected"
+
+
+class InvariantViolation(LedgerError):
+    """A safety invariant does not hold for our own state: the replica must stop."""
+
+    code = "invariant_violation"

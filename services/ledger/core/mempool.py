@@ -1,0 +1,164 @@
+"""The mempool: transactions waiting for a block.
+
+* **Bounded**: at most ``txs_max`` transactions and ``bytes_max`` bytes in all,
+  ``per_sender_max`` per sender, and nonces at most ``nonce_gap_max`` ahead of
+  the sender's next nonce (:class:`MempoolLimits`).
+* **Deduplicated** by transaction hash; a second, different transaction for a
+  (sender, nonce) already waiting is refused (``nonce_taken``) — there are no
+  fees here, hence no replacement by price.
+* **Ordered** per sender by nonce; :meth:`Mempool.reap` takes, for every
+  sender, the run of consecutive nonces starting at its next nonce, and
+  interleaves senders round-robin in order of first arrival, so one busy
+  sender cannot starve the others.
+* **Eviction policy**: a valid waiting transaction is never evicted to make
+  room — when full, new transactions are refused (``mempool_full``) and the
+  client backs off. After each block, the mempool drops what the block
+  included, every transaction whose nonce is now used, everything older than
+  the chain's transaction time-to-live, and whatever the proposer found failing.
+
+Everything in the mempool has passed static validation, including its
+signature, so :meth:`Mempool.verified` lets block validation skip a second
+signature check for the very same bytes.
+
+This module never does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from services.ledger.core.errors import MempoolRejected
+from services.ledger.core.transactions import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolLimits:
+    txs_max: int = 100_000
+    bytes_max: int = 128 * 1024 * 1024
+    per_sender_max: int = 10_000
+    nonce_gap_max: int = 10_000
+
+
+class Mempool:
+    def __init__(self, limits: MempoolLimits | None = None) -> None:
+        self.limits = limits or MempoolLimits()
+        self._by_hash: dict[bytes, Transaction] = {}
+        self._by_sender: dict[str, dict[int, Transaction]] = {}
+        self._arrival: dict[str, int] = {}  # sender -> sequence of its oldest waiting tx
+        self._seq = 0
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        return self._by_hash.get(tx_hash)
+
+    def verified(self, tx: Transaction) -> bool:
+        """True if these exact bytes (signature included) were admitted."""
+        known = self._by_hash.get(tx.hash)
+        return known is not None and known.signature == tx.signature
+
+    def add(self, tx: Transaction, next_nonce: int) -> None:
+        """Admit a statically valid transaction; ``next_nonce`` is the sender's, committed."""
+        if tx.hash in self._by_hash:
+            raise MempoolRejected("transaction already waiting", code="duplicate")
+        if tx.nonce < next_nonce:
+            raise MempoolRejected(f"nonce {tx.nonce} already used (next is {next_nonce})",
+                                  code="bad_nonce")
+        if tx.nonce - next_nonce >= self.limits.nonce_gap_max:
+            raise MempoolRejected(f"nonce {tx.nonce} too far ahead of {next_nonce}",
+                                  code="nonce_too_far")
+        queue = self._by_sender.get(tx.sender)
+        if queue is not None:
+            if tx.nonce in queue:
+                raise MempoolRejected(f"another transaction waits with nonce {tx.nonce}",
+                                      code="nonce_taken")
+            if len(queue) >= self.limits.per_sender_max:
+                raise MempoolRejected("too many waiting transactions from this sender",
+                                      code="sender_full")
+        size = len(tx.wire_bytes)
+        if len(self._by_hash) >= self.limits.txs_max \
+                or self._bytes + size > self.limits.bytes_max:
+            raise MempoolRejected("mempool is full", code="mempool_full")
+        if queue is None:
+            queue = self._by_sender[tx.sender] = {}
+            self._seq += 1
+            self._arrival[tx.sender] = self._seq
+        queue[tx.nonce] = tx
+        self._by_hash[tx.hash] = tx
+        self._bytes += size
+
+    def reap(self, next_nonce: Callable[[str], int], txs_max: int,
+             bytes_max: int) -> list[Transaction]:
+        """Candidates for a block: per sender consecutive nonces, senders round-robin."""
+        runs: list[list[Transaction]] = []
+        for sender in sorted(self._by_sender, key=self._arrival.__getitem__):
+            queue = self._by_sender[sender]
+            nonce = next_nonce(sender)
+            run = []
+            while nonce in queue:
+                run.append(queue[nonce])
+                nonce += 1
+            if run:
+                runs.append(run)
+        out: list[Transaction] = []
+        size = 0
+        depth = 0
+        while runs and len(out) < txs_max:
+            still = []
+            for run in runs:
+                if depth >= len(run):
+                    continue
+                tx = run[depth]
+                if len(out) >= txs_max or size + len(tx.wire_bytes) > bytes_max:
+                    return out
+                out.append(tx)
+                size += len(tx.wire_bytes)
+                still.append(run)
+            runs = still
+            depth += 1
+        return out
+
+    def remove(self, txs: Iterable[Transaction]) -> None:
+        for tx in txs:
+            self._drop(tx.hash)
+
+    def _drop(self, tx_hash: bytes) -> None:
+        tx = self._by_hash.pop(tx_hash, None)
+        if tx is None:
+            return
+        self._bytes -= len(tx.wire_bytes)
+        queue = self._by_sender[tx.sender]
+        del queue[tx.nonce]
+        if not queue:
+            del self._by_sender[tx.sender]
+            del self._arrival[tx.sender]
+
+    def after_block(self, included: Iterable[Transaction], next_nonce: Callable[[str], int],
+                    oldest_allowed: int) -> int:
+        """Drop what a committed block made useless; returns how many were dropped."""
+        before = len(self._by_hash)
+        senders = set()
+        for tx in included:
+            senders.add(tx.sender)
+            self._drop(tx.hash)
+        for sender in senders:
+            queue = self._by_sender.get(sender)
+            if queue is None:
+                continue
+            used = next_nonce(sender)
+            for nonce in [n for n in queue if n < used]:
+                self._drop(queue[nonce].hash)
+        stale = [h for h, tx in self._by_hash.items() if tx.created_at < oldest_allowed]
+        for tx_hash in stale:
+            self._drop(tx_hash)
+        return before - len(self._by_hash)
