@@ -1,5 +1,6 @@
 """The ``ecosphere`` command line.
 
+``ecosphere up``     run the network locally (the four validators, embedded)
 ``ecosphere sim``    deterministic simulation of the consortium under faults
 ``ecosphere bench``  benchmarks that print their figures with the machine's limits
 """
@@ -7,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -57,6 +59,56 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+    from pathlib import Path
+
+    from services.ledger.core.replica import Commit
+    from services.ledger.node.localnet import DataDir, EmbeddedNetwork
+
+    network = EmbeddedNetwork(DataDir(Path(args.data)))
+    print("ecosphere: embedded network: validators ledger, trace, customs and credit in one "
+          "process over the in-memory transport, stores under " + str(Path(args.data)),
+          flush=True)
+    stats = {"height": 0, "txs": 0}
+
+    def committed(service: str, commit: Commit) -> None:
+        if service == "ledger":
+            stats["height"] = commit.block.height
+            stats["txs"] += len(commit.block.txs)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        network.on_commit.append(committed)
+        genesis = await network.start()
+        print(f"ecosphere: chain {genesis.chain_id}, genesis {genesis.hash.hex()[:16]}, "
+              f"{len(genesis.validators.validators)} validators; Ctrl-C stops", flush=True)
+        load = asyncio.create_task(network.drive_load(args.load, stop)) if args.load else None
+        if args.duration:
+            loop.call_later(args.duration, stop.set)
+        last = (0, 0)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=args.report_s)
+            height, txs = stats["height"], stats["txs"]
+            print(f"ecosphere: height={height} txs={txs} "
+                  f"(+{height - last[0]} blocks, +{txs - last[1]} txs)", flush=True)
+            last = (height, txs)
+        if load is not None:
+            await load
+        failed = [name for name, r in network.runners.items() if r.failed is not None]
+        network.stop()
+        print("ecosphere: stopped cleanly" if not failed else f"ecosphere: {failed} failed",
+              flush=True)
+        return 1 if failed else 0
+
+    return asyncio.run(main())
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from services.ledger.bench import bench_core
 
@@ -89,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-faults", action="store_true")
     sim.add_argument("-v", "--verbose", action="store_true")
     sim.set_defaults(func=_cmd_sim)
+
+    up = sub.add_parser("up", help="run the network locally (embedded default)")
+    up.add_argument("--data", default="data", help="data directory (created when absent)")
+    up.add_argument("--duration", type=float, default=0, help="stop after S seconds")
+    up.add_argument("--load", type=int, default=0,
+                    help="a demo merchant anchors documents at this rate (tx/s)")
+    up.add_argument("--report-s", type=float, default=2.0)
+    up.set_defaults(func=_cmd_up)
 
     bench = sub.add_parser("bench", help="benchmarks (figures with the machine's limits)")
     bench.add_argument("target", choices=["core"])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from services.ledger.core import merkle
@@ -131,6 +132,14 @@ class Block:
     def height(self) -> int:
         return self.header.height
 
+    @cached_property
+    def wire_bytes(self) -> bytes:
+        """Canonical bytes of :meth:`to_wire`, spliced from the transactions' own bytes."""
+        last = None if self.last_commit is None else self.last_commit.to_wire()
+        return b"".join((b'{"header":', encode_unchecked(self.header.to_wire()),
+                         b',"last_commit":', encode_unchecked(last), b',"txs":[',
+                         b",".join(tx.wire_bytes for tx in self.txs), b"]}"))
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "header": self.header.to_wire(),
@@ -139,10 +148,11 @@ class Block:
         }
 
     @classmethod
-    def from_wire(cls, obj: object) -> Block:
+    def from_wire(cls, obj: object, *, checked: bool = False) -> Block:
+        """``checked``: ``obj`` came from ``encoding.decode`` (see Transaction.from_wire)."""
         d = require_keys(obj, _BLOCK_KEYS, "block")
         header = BlockHeader.from_wire(d["header"])
-        txs = tuple(Transaction.from_wire(t)
+        txs = tuple(Transaction.from_wire(t, checked=checked)
                     for t in get_list(d, "txs", size_max=BLOCK_TXS_WIRE_MAX))
         last = d["last_commit"]
         return cls(header, txs, None if last is None else CommitCertificate.from_wire(last))

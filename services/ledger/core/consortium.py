@@ -273,6 +273,10 @@ class ConsortiumContract(Contract):
             ctx.fail("not_found", f"proposal {proposal_id} does not exist")
         if proposal["status"] != "open":
             ctx.fail("conflict", f"proposal {proposal_id} is {proposal['status']}")
+        if ctx.time > proposal["expires"]:
+            # Its deadline may not have been walked yet (after a long pause the
+            # walk is spread over several blocks): block time decides, not the walk.
+            ctx.fail("expired", f"proposal {proposal_id} expired at {proposal['expires']}")
         if ctx.sender_org in proposal["approvals"]:
             ctx.fail("conflict", f"{ctx.sender_org} already approved {proposal_id}")
         proposal["approvals"] = sorted([*proposal["approvals"], ctx.sender_org])

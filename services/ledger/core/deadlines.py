@@ -67,7 +67,7 @@ def due(ctx: _Scope, now: int) -> list[tuple[int, str, Any]]:
     current = now // BUCKET_MS
     fired: list[tuple[int, str, Any]] = []
     bucket = cursor
-    stop = min(current, cursor + WALK_BUCKETS_MAX)
+    stop = min(current, cursor + WALK_BUCKETS_MAX - 1)
     while bucket <= stop:
         items = ctx.get(_bucket_key(bucket)) or []
         ready = [it for it in items if it[0] <= now]

@@ -60,9 +60,6 @@ def _reject_constant(text: str) -> Any:
     raise EncodingError(f"constant {text!r} is not allowed")
 
 
-_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant)
-
-
 def check_value(value: Any, depth_max: int = DEPTH_MAX) -> None:
     """Raise :class:`EncodingError` unless ``value`` is inside the canonical profile."""
     _check(value, depth_max)
@@ -106,8 +103,29 @@ def encode_unchecked(value: Any) -> bytes:
         raise EncodingError(str(exc)) from exc
 
 
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if len(text) > 15 and not INT_MIN <= value <= INT_MAX:
+        raise EncodingError(f"integer {text} outside the range of ±(2**53 - 1)")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_float=_reject_float, parse_constant=_reject_constant,
+                            parse_int=_parse_int)
+
+
 def decode(data: bytes, *, size_max: int | None = None) -> Any:
-    """Decode canonical bytes; raise :class:`EncodingError` on anything else."""
+    """Decode canonical bytes; raise :class:`EncodingError` on anything else.
+
+    The profile is checked without walking the value in Python where it can be:
+    the parser refuses floats and constants and range-checks integers as it
+    reads them; keys can only be non-ASCII if the bytes are, so the full walk
+    runs only for non-ASCII input; re-encoding proves the bytes canonical
+    (which also refuses duplicate keys, whitespace and needless escapes).
+    Nesting is bounded here only by the parser's recursion limit and the size
+    limit; where depth matters it is checked on the part that matters
+    (a transaction payload: ``TxLimits.payload_depth_max``).
+    """
     if size_max is not None and len(data) > size_max:
         raise EncodingError(f"{len(data)} bytes exceed the limit of {size_max}")
     try:
@@ -117,8 +135,13 @@ def decode(data: bytes, *, size_max: int | None = None) -> Any:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise EncodingError(f"not valid JSON: {exc}") from exc
-    check_value(value)
-    if encode_unchecked(value) != data:
+    if not data.isascii():
+        check_value(value)
+    try:
+        canonical = encode_unchecked(value)
+    except RecursionError as exc:
+        raise EncodingError("value nested too deeply") from exc
+    if canonical != data:
         raise EncodingError("bytes are not in canonical form")
     return value
 

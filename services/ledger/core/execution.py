@@ -64,6 +64,8 @@ class BlockExecution:
     writes: Mapping[bytes, bytes | None]
 
 
+_SenderInfo = tuple[str, frozenset[str], frozenset[str]]
+
 # A contract that trips over a malformed payload must not stop every replica (they
 # would all trip identically): these deterministic errors reject the transaction.
 _CONTRACT_BUGS = (Rejected, KeyError, TypeError, ValueError, AttributeError, IndexError)
@@ -89,6 +91,8 @@ class Application:
             raise ValueError(f"contract names must be unique and not reserved: {names}")
         self.contracts: tuple[Contract, ...] = (consortium.ConsortiumContract(), *contracts)
         self._by_name: dict[str, Contract] = {c.name: c for c in self.contracts}
+        self._precheck_state: StateTree | None = None
+        self._precheck_senders: dict[str, _SenderInfo] = {}
 
     # --- static -----------------------------------------------------------------
 
@@ -116,15 +120,25 @@ class Application:
     def precheck(self, state: StateTree, tx: Transaction) -> int:
         """Mempool admission against committed state; returns the sender's next nonce."""
         view = StateView(state)
-        self._sender(view, tx)
+        if self._precheck_state is not state:
+            self._precheck_state, self._precheck_senders = state, {}
+        self._sender(view, tx, self._precheck_senders)
         expected = self.next_nonce(view, tx.sender)
         if tx.nonce < expected:
             raise TransactionFailed(f"nonce {tx.nonce} already used (next is {expected})",
                                     code="bad_nonce")
         return expected
 
-    def _sender(self, view: StateView, tx: Transaction) -> tuple[str, frozenset[str],
-                                                                frozenset[str]]:
+    def _sender(self, view: StateView, tx: Transaction, cache: dict[str, _SenderInfo]
+                ) -> _SenderInfo:
+        """The sender's organisation, key permissions and organisation roles.
+
+        ``cache`` holds answers for one unchanged view of consortium state: callers
+        clear it whenever the consortium contract may have written.
+        """
+        known = cache.get(tx.sender)
+        if known is not None:
+            return known
         key = consortium.key_record(view, tx.sender)
         if key is None:
             raise TransactionFailed(f"sender {tx.sender} is not a registered key",
@@ -139,11 +153,14 @@ class Application:
         if org is None or org["status"] != "active":
             raise TransactionFailed(f"organisation {key['org']} is not active",
                                     code="org_suspended")
-        return key["org"], permissions, frozenset(org["roles"])
+        info = (key["org"], permissions, frozenset(org["roles"]))
+        cache[tx.sender] = info
+        return info
 
     def _apply_tx(self, view: StateView, events: list[Event], index: int, height: int,
-                  time: int, params: ChainParams, tx: Transaction) -> None:
-        org, permissions, roles = self._sender(view, tx)
+                  time: int, params: ChainParams, tx: Transaction,
+                  senders: dict[str, _SenderInfo]) -> None:
+        org, permissions, roles = self._sender(view, tx, senders)
         expected = self.next_nonce(view, tx.sender)
         if tx.nonce != expected:
             raise TransactionFailed(f"nonce {tx.nonce} is not the next one ({expected})",
@@ -168,6 +185,7 @@ class Application:
         txs_max = params.block_txs_max if txs_max is None else txs_max
         bytes_max = params.block_bytes_max if bytes_max is None else bytes_max
         events: list[Event] = []
+        senders: dict[str, _SenderInfo] = {}
         for c in self.contracts:
             c.begin_block(BlockContext(view, c.name, events, None, height, time))
         included: list[Transaction] = []
@@ -180,8 +198,10 @@ class Application:
                 break
             checkpoint, n_events = view.checkpoint(), len(events)
             try:
-                self._apply_tx(view, events, len(included), height, time, params, tx)
+                self._apply_tx(view, events, len(included), height, time, params, tx,
+                               senders)
             except (TransactionFailed, *_CONTRACT_BUGS) as raised:
+                senders.clear()
                 exc = _as_failure(raised)
                 view.rollback(checkpoint)
                 del events[n_events:]
@@ -190,6 +210,8 @@ class Application:
                                        code="tx_failed") from exc
                 rejected.append(Rejection(tx, exc.code, exc.message))
                 continue
+            if tx.contract == consortium.NAME:
+                senders.clear()  # it may have changed keys or organisations
             included.append(tx)
             size += len(tx.wire_bytes)
         for c in self.contracts:

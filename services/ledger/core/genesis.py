@@ -23,6 +23,7 @@ from services.ledger.core.encoding import (
     get_list,
     get_map,
     get_str,
+    require_keys,
     tagged_hash,
 )
 from services.ledger.core.errors import EncodingError
@@ -30,6 +31,11 @@ from services.ledger.core.transactions import CHAIN_ID_RE, TxLimits
 from services.ledger.core.validators import Validator, ValidatorSet
 
 ORGS_MAX = 10_000
+_GENESIS_KEYS = frozenset({"chain_id", "genesis_time", "params", "organisations", "keys",
+                           "validators"})
+_ORG_KEYS = frozenset({"id", "name", "roles"})
+_KEY_KEYS = frozenset({"public_key", "org", "permissions"})
+_VALIDATOR_KEYS = frozenset({"public_key", "power", "org"})
 KEYS_MAX = 100_000
 
 
@@ -130,32 +136,39 @@ class Genesis:
 
     @classmethod
     def from_wire(cls, obj: object) -> Genesis:
-        if not isinstance(obj, dict):
-            raise EncodingError("genesis must be an object")
-        orgs = tuple(
-            GenesisOrg(get_str(o, "id", size_max=64), get_str(o, "name"),
-                       tuple(_str_list(o, "roles")))
-            for o in get_list(obj, "organisations", size_max=ORGS_MAX)
-        )
-        keys = tuple(
-            GenesisKey(from_hex(k.get("public_key"), length=32, field="public_key"),
-                       get_str(k, "org", size_max=64), tuple(_str_list(k, "permissions")))
-            for k in get_list(obj, "keys", size_max=KEYS_MAX)
-        )
+        """Strict: unknown or missing fields are refused, so that two documents that
+        differ in any byte can never share a genesis hash."""
+        d = require_keys(obj, _GENESIS_KEYS, "genesis")
+        orgs = []
+        for item in get_list(d, "organisations", size_max=ORGS_MAX):
+            o = require_keys(item, _ORG_KEYS, "genesis organisation")
+            orgs.append(GenesisOrg(get_str(o, "id", size_max=64), get_str(o, "name"),
+                                   tuple(_str_list(o, "roles"))))
+        keys = []
+        for item in get_list(d, "keys", size_max=KEYS_MAX):
+            k = require_keys(item, _KEY_KEYS, "genesis key")
+            keys.append(GenesisKey(from_hex(k["public_key"], length=32, field="public_key"),
+                                   get_str(k, "org", size_max=64),
+                                   tuple(_str_list(k, "permissions"))))
         validators = []
-        for v in get_list(obj, "validators", size_max=128):
-            pub = from_hex(v.get("public_key"), length=32, field="public_key")
+        for item in get_list(d, "validators", size_max=128):
+            v = require_keys(item, _VALIDATOR_KEYS, "genesis validator")
+            pub = from_hex(v["public_key"], length=32, field="public_key")
             validators.append(Validator(crypto.key_id_of(pub), pub,
                                         get_int(v, "power", lo=1, hi=1_000_000),
                                         get_str(v, "org", size_max=64)))
-        return cls(
-            chain_id=get_str(obj, "chain_id", size_max=64),
-            genesis_time=get_int(obj, "genesis_time"),
-            params=ChainParams.from_wire(get_map(obj, "params")),
-            organisations=orgs,
-            keys=keys,
+        genesis = cls(
+            chain_id=get_str(d, "chain_id", size_max=64),
+            genesis_time=get_int(d, "genesis_time"),
+            params=ChainParams.from_wire(get_map(d, "params")),
+            organisations=tuple(orgs),
+            keys=tuple(keys),
             validators=ValidatorSet.of(validators),
         )
+        if genesis.to_wire() != d:
+            raise EncodingError("genesis is not in canonical form (order of validators, "
+                                "duplicate roles or defaulted parameters)")
+        return genesis
 
 
 def _str_list(obj: Mapping[str, Any], name: str) -> list[str]:

@@ -62,10 +62,13 @@ class Mempool:
     def get(self, tx_hash: bytes) -> Transaction | None:
         return self._by_hash.get(tx_hash)
 
+    def pending_nonces(self, sender: str) -> frozenset[int]:
+        return frozenset(self._by_sender.get(sender, ()))
+
     def verified(self, tx: Transaction) -> bool:
         """True if these exact bytes (signature included) were admitted."""
         known = self._by_hash.get(tx.hash)
-        return known is not None and known.signature == tx.signature
+        return known is not None and known.wire_bytes == tx.wire_bytes
 
     def add(self, tx: Transaction, next_nonce: int) -> None:
         """Admit a statically valid transaction; ``next_nonce`` is the sender's, committed."""
@@ -74,7 +77,7 @@ class Mempool:
         if tx.nonce < next_nonce:
             raise MempoolRejected(f"nonce {tx.nonce} already used (next is {next_nonce})",
                                   code="bad_nonce")
-        if tx.nonce - next_nonce >= self.limits.nonce_gap_max:
+        if tx.nonce - next_nonce > self.limits.nonce_gap_max:
             raise MempoolRejected(f"nonce {tx.nonce} too far ahead of {next_nonce}",
                                   code="nonce_too_far")
         queue = self._by_sender.get(tx.sender)

@@ -68,11 +68,13 @@ from services.ledger.core.consensus.messages import (
     WalRecord,
 )
 from services.ledger.core.consensus.tendermint import Tendermint, TimeoutParams
-from services.ledger.core.encoding import get_int, get_list, require_keys
+from services.ledger.core.encoding import encode_unchecked, get_int, get_list, require_keys
 from services.ledger.core.errors import (
     InvalidBlock,
     InvalidMessage,
+    InvalidSignature,
     InvariantViolation,
+    MempoolRejected,
     Rejected,
 )
 from services.ledger.core.execution import Application, BlockExecution, Rejection
@@ -82,7 +84,7 @@ from services.ledger.core.state import StateView
 from services.ledger.core.statetree import StateTree
 from services.ledger.core.transactions import Transaction
 from services.ledger.core.validators import ValidatorSet
-from services.ledger.core.wire import Envelope, open_envelope, seal
+from services.ledger.core.wire import Envelope, open_envelope, seal, seal_bytes
 
 # --- configuration -------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class Replica:
 
     def submit(self, tx: Transaction, now: int) -> list[Action]:
         """A transaction from a client: admit it (raises :class:`Rejected`) and gossip it."""
-        self._admit(tx, verify_signature=True)
+        self._admit(tx)
         self._gossip_out.append(tx)
         out: list[Action] = []
         if len(self._gossip_out) >= self.config.tx_batch_txs_max:
@@ -309,18 +311,24 @@ class Replica:
         self._from_consensus(self.consensus.on_txs_available(now), now, out)
         return out
 
-    def _admit(self, tx: Transaction, *, verify_signature: bool) -> None:
+    def _admit(self, tx: Transaction) -> None:
+        """Cheapest checks first: the signature (the costly one) is checked last,
+        so duplicates and replays of committed transactions cost no verification."""
+        if tx.hash in self.mempool:
+            raise MempoolRejected("transaction already waiting", code="duplicate")
         self.app.check_static(tx, chain_id=self.chain_id, params=self.tip.params,
-                              verify_signature=verify_signature)
+                              verify_signature=False)
         next_nonce = self.app.precheck(self.tip.state, tx)
+        if not crypto.verify(tx.public_key, tx.signature, tx.hash):
+            raise InvalidSignature("transaction signature does not verify")
         self.mempool.add(tx, next_nonce)
 
     def _flush_txs(self, out: list[Action]) -> None:
         self._flush_pending = False
         batch, self._gossip_out = self._gossip_out, []
         if batch and self.key is not None:
-            body = {"txs": [tx.to_wire() for tx in batch]}
-            out.append(Broadcast(seal(self.key, self.chain_id, "txs", body), "txs"))
+            body = b'{"txs":[' + b",".join(tx.wire_bytes for tx in batch) + b"]}"
+            out.append(Broadcast(seal_bytes(self.key, self.chain_id, "txs", body), "txs"))
 
     # --- network -------------------------------------------------------------------------
 
@@ -368,7 +376,7 @@ class Replica:
         if env.type == "vote":
             self._on_consensus_message(env, Vote.from_wire(env.body), now, out)
         elif env.type == "proposal":
-            self._on_consensus_message(env, Proposal.from_wire(env.body), now, out)
+            self._on_consensus_message(env, Proposal.from_wire(env.body, checked=True), now, out)
         elif env.type == "txs":
             self._on_txs(env, now, out)
         elif env.type == "status":
@@ -402,7 +410,7 @@ class Replica:
         admitted = 0
         for item in items:
             try:
-                self._admit(Transaction.from_wire(item), verify_signature=True)
+                self._admit(Transaction.from_wire(item, checked=True))
                 admitted += 1
             except Rejected as exc:
                 if exc.code != "duplicate":
@@ -411,12 +419,17 @@ class Replica:
             self._from_consensus(self.consensus.on_txs_available(now), now, out)
 
     def _note_ahead(self, peer: str, peer_height: int, out: list[Action]) -> None:
-        """``peer`` has committed ``peer_height``: fetch what we lack from it."""
+        """``peer`` has committed ``peer_height``: fetch what we lack from it.
+
+        One height behind is the normal state of a replica whose last precommits
+        are still on the way, so then the request waits for the next gossip tick
+        (``_gossip_tick``) in case consensus catches up by itself.
+        """
         if peer_height <= self.tip.height:
             return
         self._peers_ahead[peer] = max(self._peers_ahead.get(peer, 0), peer_height)
-        if self._sync_outstanding is None and self.key is not None:
-            self._request_sync(peer, out)
+        if peer_height - self.tip.height >= 2:
+            self._continue_sync(peer, out)
 
     def _request_sync(self, peer: str, out: list[Action]) -> None:
         assert self.key is not None
@@ -438,9 +451,10 @@ class Replica:
     def sync_response(self, blocks: list[tuple[Block, CommitCertificate]]) -> bytes:
         """The bytes answering a sync request (the host reads the blocks from its store)."""
         assert self.key is not None
-        body = {"blocks": [{"block": b.to_wire(), "certificate": c.to_wire()}
-                           for b, c in blocks]}
-        return seal(self.key, self.chain_id, "sync_response", body)
+        body = b'{"blocks":[' + b",".join(
+            b'{"block":' + b.wire_bytes + b',"certificate":' + encode_unchecked(c.to_wire())
+            + b"}" for b, c in blocks) + b"]}"
+        return seal_bytes(self.key, self.chain_id, "sync_response", body)
 
     def _on_sync_response(self, env: Envelope, now: int, out: list[Action]) -> None:
         if self._sync_outstanding == env.sender:
@@ -451,7 +465,7 @@ class Replica:
             items = get_list(body, "blocks", size_max=self.config.sync_batch_blocks_max)
             for item in items:
                 pair = require_keys(item, frozenset({"block", "certificate"}), "synced block")
-                block = Block.from_wire(pair["block"])
+                block = Block.from_wire(pair["block"], checked=True)
                 if block.height <= self.tip.height:
                     continue
                 if block.height != self.tip.height + 1:
@@ -516,10 +530,10 @@ class Replica:
         status = {"height": self.tip.height, "round": c.round}
         out.append(Broadcast(seal(self.key, self.chain_id, "status", status), "status"))
         progress = (c.height, c.round, c.step)
+        self._continue_sync("", out)
         if progress == self._last_progress:
             for msg in c.resend():
-                kind = "vote" if isinstance(msg, Vote) else "proposal"
-                out.append(Broadcast(seal(self.key, self.chain_id, kind, msg.to_wire()), kind))
+                out.append(self._broadcast_consensus(msg))
         self._last_progress = progress
 
     # --- consensus outcomes ------------------------------------------------------------
@@ -529,10 +543,9 @@ class Replica:
         for action in actions:
             if isinstance(action, ConsensusBroadcast):
                 msg = action.message
-                kind = "vote" if isinstance(msg, Vote) else "proposal"
                 if self.key is None:
                     raise InvariantViolation("consensus asked a keyless observer to sign")
-                out.append(Broadcast(seal(self.key, self.chain_id, kind, msg.to_wire()), kind))
+                out.append(self._broadcast_consensus(msg))
             elif isinstance(action, ScheduleTimeout):
                 out.append(SetTimer(action.delay_ms, action.timeout))
             elif isinstance(action, PersistWal):
@@ -548,6 +561,13 @@ class Replica:
         for rejection in self._pending_rejections:
             out.append(TxRejected(rejection.tx.hash, rejection.code, rejection.message))
         self._pending_rejections = []
+
+    def _broadcast_consensus(self, msg: Proposal | Vote) -> Broadcast:
+        assert self.key is not None
+        if isinstance(msg, Vote):
+            return Broadcast(seal(self.key, self.chain_id, "vote", msg.to_wire()), "vote")
+        return Broadcast(seal_bytes(self.key, self.chain_id, "proposal", msg.wire_bytes()),
+                         "proposal")
 
     def _commit(self, block: Block, certificate: CommitCertificate, ex: BlockExecution,
                 out: list[Action]) -> None:

@@ -105,18 +105,22 @@ class Transaction:
         }
 
     @classmethod
-    def from_wire(cls, obj: object) -> Transaction:
-        """Parse the wire form (schema only: no signature check; see :func:`check_static`)."""
+    def from_wire(cls, obj: object, *, checked: bool = False) -> Transaction:
+        """Parse the wire form (schema only: no signature check; see :func:`check_static`).
+
+        ``checked``: the value came from :func:`~services.ledger.core.encoding.decode`,
+        which already checked it is inside the canonical profile.
+        """
         wire = require_keys(obj, _WIRE_KEYS, "transaction")
         body = require_keys(wire["body"], _BODY_KEYS, "transaction body")
         payload = get_map(body, "payload")
-        check_value(payload)
+        if not checked:
+            check_value(payload)
         public_key = from_hex(wire["public_key"], length=crypto.PUBLIC_KEY_BYTES,
                               field="public_key")
         signature = from_hex(wire["signature"], length=crypto.SIGNATURE_BYTES,
                              field="signature")
-        tx_hash = tagged_hash(TX_TAG, encode_unchecked(body))
-        return cls(
+        tx = cls(
             chain_id=get_str(body, "chain_id", size_max=64),
             kind=get_str(body, "kind", size_max=97),
             sender=get_str(body, "sender", size_max=32),
@@ -125,9 +129,17 @@ class Transaction:
             created_at=get_int(body, "created_at"),
             public_key=public_key,
             signature=signature,
-            hash=tx_hash,
-            wire_bytes=encode_unchecked(wire),
+            hash=b"",
+            wire_bytes=b"",
         )
+        body_bytes = encode_unchecked(body)
+        # The canonical wire form is {"body","public_key","signature"} in that
+        # (sorted) order, so it is the body's bytes spliced in: one encoding, not two.
+        wire_bytes = b"".join((b'{"body":', body_bytes, b',"public_key":"', public_key.hex()
+                               .encode(), b'","signature":"', signature.hex().encode(), b'"}'))
+        object.__setattr__(tx, "hash", tagged_hash(TX_TAG, body_bytes))
+        object.__setattr__(tx, "wire_bytes", wire_bytes)
+        return tx
 
 
 def tx_hash_of(body: Mapping[str, Any]) -> bytes:

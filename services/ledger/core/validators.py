@@ -6,11 +6,12 @@ the power, hence at least one honest validator when at most ``f`` (less than a
 third) is Byzantine. With four validators of power 1 the quorum is 3 (n = 3f+1,
 f = 1).
 
-Proposers rotate: for height ``h`` and round ``r`` the proposer is the
-validator whose cumulative-power interval contains ``(h + r) mod total``, so
-every validator proposes in proportion to its power, a new round always moves
-to another proposer (when there is more than one validator), and the choice is
-a pure function of (set, height, round).
+Proposers rotate: round 0 of height ``h`` goes to the validator whose
+cumulative-power interval contains ``h mod total`` (so validators open heights
+in proportion to their power), and each further round moves to the next
+validator in key-id order (so a new round always has a new proposer when there
+is more than one validator, however the power is spread). The choice is a pure
+function of (set, height, round).
 
 This module never does I/O.
 """
@@ -103,12 +104,14 @@ class ValidatorSet:
         return 0 if v is None else v.power
 
     def proposer(self, height: int, round_: int) -> Validator:
-        slot = (height + round_) % self.total_power
-        for v in self.validators:
+        slot = height % self.total_power
+        first = 0
+        for index, v in enumerate(self.validators):
             if slot < v.power:
-                return v
+                first = index
+                break
             slot -= v.power
-        raise AssertionError("unreachable: slot is below total power")
+        return self.validators[(first + round_) % len(self.validators)]
 
     def to_wire(self) -> list[dict[str, Any]]:
         return [v.to_wire() for v in self.validators]

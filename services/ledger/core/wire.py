@@ -52,15 +52,21 @@ class Envelope:
     size: int
 
 
-def _digest(chain_id: str, msg_type: str, sender: str, body: Any) -> bytes:
-    return tagged_hash(MSG_TAG, encode_unchecked(
-        {"chain_id": chain_id, "type": msg_type, "from": sender, "body": body}))
-
-
 def seal(key: crypto.PrivateKey, chain_id: str, msg_type: str, body: Any) -> bytes:
-    digest = _digest(chain_id, msg_type, key.key_id, body)
-    return encode_unchecked({"chain_id": chain_id, "type": msg_type, "from": key.key_id,
-                             "body": body, "signature": key.sign(digest).hex()})
+    return seal_bytes(key, chain_id, msg_type, encode_unchecked(body))
+
+
+def seal_bytes(key: crypto.PrivateKey, chain_id: str, msg_type: str, body: bytes) -> bytes:
+    """Seal a body given as canonical bytes (spliced, not re-encoded: blocks are large).
+
+    With keys sorted, the signed object is ``{"body","chain_id","from","type"}`` and
+    the envelope is the same object with ``"signature"`` between ``from`` and ``type``.
+    """
+    head = b"".join((b'{"body":', body, b',"chain_id":', encode_unchecked(chain_id),
+                     b',"from":"', key.key_id.encode(), b'",'))
+    tail = b'"type":' + encode_unchecked(msg_type) + b"}"
+    signature = key.sign(tagged_hash(MSG_TAG, head + tail))
+    return b"".join((head, b'"signature":"', signature.hex().encode(), b'",', tail))
 
 
 def open_envelope(data: bytes, *, chain_id: str, size_max: int) -> Envelope:
@@ -78,5 +84,9 @@ def open_envelope(data: bytes, *, chain_id: str, size_max: int) -> Envelope:
         raise InvalidMessage("message for another chain", code="wrong_chain")
     if msg_type not in MESSAGE_TYPES:
         raise InvalidMessage(f"unknown message type {msg_type!r}", code="unknown_type")
+    # The signed bytes are the envelope without its signature field (canonical
+    # bytes, sorted keys): cut it out rather than re-encode a large body.
+    start = data.rfind(b',"signature":"')
+    signed = data[:start + 1] + data[start + len(b',"signature":"') + 2 * 64 + 2:]
     return Envelope(msg_chain, msg_type, sender, d["body"], signature,
-                    _digest(msg_chain, msg_type, sender, d["body"]), len(data))
+                    tagged_hash(MSG_TAG, signed), len(data))

@@ -154,7 +154,7 @@ class MemoryStore:
                      writes: Mapping[bytes, bytes | None], validators: ValidatorSet) -> None:
         if block.height != self._height + 1:
             raise InvariantViolation(f"commit of {block.height} on stored {self._height}")
-        self._blocks[block.height] = (encode_unchecked(block.to_wire()),
+        self._blocks[block.height] = (block.wire_bytes,
                                       encode_unchecked(certificate.to_wire()))
         for key, value in writes.items():
             if value is None:
@@ -256,7 +256,7 @@ class SqliteStore:
             if block.height != stored + 1:
                 raise InvariantViolation(f"commit of {block.height} on stored {stored}")
             db.execute("INSERT INTO blocks (height, hash, block, certificate) VALUES (?,?,?,?)",
-                       (block.height, block.hash, encode_unchecked(block.to_wire()),
+                       (block.height, block.hash, block.wire_bytes,
                         encode_unchecked(certificate.to_wire())))
             deletes = [(k,) for k, v in writes.items() if v is None]
             upserts = [(k, v) for k, v in writes.items() if v is not None]

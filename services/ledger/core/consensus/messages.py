@@ -75,19 +75,26 @@ class Proposal:
             and crypto.verify(expected.public_key, self.signature, self.digest)
         )
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
+    def wire_bytes(self) -> bytes:
+        """Canonical bytes of :meth:`to_wire` ("block" sorts first: splice its bytes)."""
+        rest = encode_unchecked({k: v for k, v in self.to_wire(with_block=False).items()})
+        return b'{"block":' + self.block.wire_bytes + b"," + rest[1:]
+
+    def to_wire(self, *, with_block: bool = True) -> dict[str, Any]:
+        wire: dict[str, Any] = {
             "chain_id": self.chain_id,
             "height": self.height,
             "round": self.round,
             "pol_round": self.pol_round,
-            "block": self.block.to_wire(),
             "proposer": self.proposer,
             "signature": self.signature.hex(),
         }
+        if with_block:
+            wire["block"] = self.block.to_wire()
+        return wire
 
     @classmethod
-    def from_wire(cls, obj: object) -> Proposal:
+    def from_wire(cls, obj: object, *, checked: bool = False) -> Proposal:
         d = require_keys(obj, _PROPOSAL_KEYS, "proposal")
         pol_round = d["pol_round"]
         if not isinstance(pol_round, int) or isinstance(pol_round, bool) or not (
@@ -99,7 +106,7 @@ class Proposal:
             get_int(d, "height", lo=1),
             get_int(d, "round", hi=ROUND_MAX),
             pol_round,
-            Block.from_wire(d["block"]),
+            Block.from_wire(d["block"], checked=checked),
             get_str(d, "proposer", size_max=32),
             from_hex(d["signature"], length=crypto.SIGNATURE_BYTES, field="signature"),
         )

@@ -63,6 +63,7 @@ from services.ledger.core.errors import InvariantViolation
 from services.ledger.core.validators import ValidatorSet
 
 ROUNDS_AHEAD_MAX = 64  # votes for rounds further ahead are ignored (memory bound)
+ALTERNATIVE_BLOCKS_MAX = 2  # conflicting proposals of one round whose blocks are kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ class Tendermint:
         self.signed_proposals: dict[int, Proposal] = {}
         self.round_senders: dict[int, dict[str, int]] = {}
         self.fired: set[tuple[str, int]] = set()  # "for the first time" rules
+        self._alternatives: dict[int, int] = {}  # round -> conflicting blocks kept
         self.validity: dict[bytes, bool] = {}
         self._actions: list[ConsensusAction] = []
         self._wal_dirty = False
@@ -180,7 +182,7 @@ class Tendermint:
         """A proposal for this height whose signature the caller has NOT checked."""
         if not self._accepts(proposal.height, proposal.round) or self.validators is None:
             return []
-        if not proposal.verify(self.validators):
+        if proposal.chain_id != self.chain_id or not proposal.verify(self.validators):
             return []
         known = self.proposals.get(proposal.round)
         if known is not None:
@@ -188,6 +190,13 @@ class Tendermint:
                 self._actions.append(Misbehaviour("double_proposal", proposal.proposer,
                                                   proposal.height, proposal.round,
                                                   known, proposal))
+                # Keep the twin's block (a few per round): if a quorum decides it,
+                # this replica can then commit it without waiting for catch-up.
+                alternatives = self._alternatives.setdefault(proposal.round, 0)
+                if alternatives < ALTERNATIVE_BLOCKS_MAX \
+                        and proposal.block.hash not in self.blocks:
+                    self._alternatives[proposal.round] = alternatives + 1
+                    self.blocks[proposal.block.hash] = proposal.block
             return self._finish(now)
         self.proposals[proposal.round] = proposal
         self.blocks[proposal.block.hash] = proposal.block
@@ -290,7 +299,7 @@ class Tendermint:
         self._schedule(PROPOSE, self.timeouts.propose(round_))
 
     def _propose(self, now: int) -> None:  # lines 14-19, I1 for proposals
-        if self.key is None or self.step != PROPOSE:
+        if self.key is None or self.step != PROPOSE or not self._am_proposer(self.round):
             return
         proposal = self.signed_proposals.get(self.round)
         if proposal is None:
