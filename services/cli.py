@@ -1,6 +1,8 @@
 """The ``ecosphere`` command line.
 
-``ecosphere up``     run the network locally (the four validators, embedded)
+``ecosphere up``     run the five services locally (over RabbitMQ, else embedded)
+``ecosphere run``    run one service (how ``up`` starts each process)
+``ecosphere keys``   key files;  ``ecosphere genesis``: the consortium's genesis
 ``ecosphere sim``    deterministic simulation of the consortium under faults
 ``ecosphere bench``  benchmarks that print their figures with the machine's limits
 """
@@ -61,52 +63,179 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     import asyncio
+    import os
     import signal
     from pathlib import Path
 
-    from services.ledger.core.replica import Commit
-    from services.ledger.node.localnet import DataDir, EmbeddedNetwork
+    from services.ledger.node.amqp import broker_answers
+    from services.ledger.node.settings import DEFAULT_AMQP_URL
+    from services.runtime.datadir import DataDir, ensure_genesis
 
-    network = EmbeddedNetwork(DataDir(Path(args.data)))
-    print("ecosphere: embedded network: validators ledger, trace, customs and credit in one "
-          "process over the in-memory transport, stores under " + str(Path(args.data)),
-          flush=True)
-    stats = {"height": 0, "txs": 0}
-
-    def committed(service: str, commit: Commit) -> None:
-        if service == "ledger":
-            stats["height"] = commit.block.height
-            stats["txs"] += len(commit.block.txs)
+    data = DataDir(Path(args.data))
+    genesis = ensure_genesis(data)
+    configured = os.environ.get("ECOSPHERE_AMQP_URL")
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        network.on_commit.append(committed)
-        genesis = await network.start()
-        print(f"ecosphere: chain {genesis.chain_id}, genesis {genesis.hash.hex()[:16]}, "
-              f"{len(genesis.validators.validators)} validators; Ctrl-C stops", flush=True)
-        load = asyncio.create_task(network.drive_load(args.load, stop)) if args.load else None
         if args.duration:
             loop.call_later(args.duration, stop.set)
-        last = (0, 0)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=args.report_s)
-            height, txs = stats["height"], stats["txs"]
-            print(f"ecosphere: height={height} txs={txs} "
-                  f"(+{height - last[0]} blocks, +{txs - last[1]} txs)", flush=True)
-            last = (height, txs)
-        if load is not None:
-            await load
-        failed = [name for name, r in network.runners.items() if r.failed is not None]
-        network.stop()
-        print("ecosphere: stopped cleanly" if not failed else f"ecosphere: {failed} failed",
-              flush=True)
-        return 1 if failed else 0
+        url = configured or DEFAULT_AMQP_URL
+        if args.embedded or (not configured and not await broker_answers(url)):
+            return await _up_embedded(args, data, stop)
+        return await _up_processes(args, data, url, stop)
+
+    print(f"ecosphere: chain {genesis.chain_id}, genesis {genesis.hash.hex()[:16]}, "
+          f"data in {data.root}", flush=True)
+    return asyncio.run(main())
+
+
+async def _up_processes(args: argparse.Namespace, data: object, url: str,
+                        stop: object) -> int:
+    import asyncio
+
+    from services.runtime.network import ProcessNetwork, log_tail
+
+    assert isinstance(stop, asyncio.Event)
+    network = ProcessNetwork(data, args.port, url)  # type: ignore[arg-type]
+    print(f"ecosphere: five services as processes over RabbitMQ at "
+          f"{_redact(url)}; logs in <data>/<service>/service.log", flush=True)
+    await network.start()
+    print(f"ecosphere: gateway at http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+        dead = network.exited()
+        if dead:
+            for service in dead:
+                print(f"ecosphere: {service} exited with "
+                      f"{network.procs[service].returncode}:\n"
+                      f"{log_tail(network.data.log(service))}", file=sys.stderr, flush=True)
+            break
+    codes = await network.stop()
+    failed = {s: c for s, c in codes.items() if c not in (0, None)}
+    print("ecosphere: stopped cleanly" if not failed else f"ecosphere: exit codes {failed}",
+          flush=True)
+    return 1 if failed else 0
+
+
+async def _up_embedded(args: argparse.Namespace, data: object, stop: object) -> int:
+    import asyncio
+
+    from services.ledger.core.replica import Commit
+    from services.runtime.embedded import EmbeddedNetwork
+
+    assert isinstance(stop, asyncio.Event)
+    print("ecosphere: embedded mode: no AMQP URL configured and no broker answers, so all "
+          "five services run in this process over the in-memory transport", flush=True)
+    network = EmbeddedNetwork(data, port=args.port)  # type: ignore[arg-type]
+    stats = {"height": 0, "txs": 0}
+
+    def committed(service: str, commit: Commit) -> None:
+        if service == "gateway":
+            stats["height"] = commit.block.height
+            stats["txs"] += len(commit.block.txs)
+
+    network.on_commit.append(committed)
+    await network.start()
+    print(f"ecosphere: gateway at http://127.0.0.1:{network.port} (Ctrl-C stops)", flush=True)
+    load = asyncio.create_task(network.drive_load(args.load, stop)) if args.load else None
+    last = (0, 0)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=args.report_s)
+        height, txs = stats["height"], stats["txs"]
+        print(f"ecosphere: height={height} txs={txs} "
+              f"(+{height - last[0]} blocks, +{txs - last[1]} txs)", flush=True)
+        last = (height, txs)
+    if load is not None:
+        await load
+    failed = [name for name, r in network.runners.items() if r.failed is not None]
+    await network.stop()
+    print("ecosphere: stopped cleanly" if not failed else f"ecosphere: {failed} failed",
+          flush=True)
+    return 1 if failed else 0
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import signal
+
+    from services.ledger.node.settings import NodeSettings
+    from services.runtime import logs
+    from services.runtime.node import run_service
+
+    if args.data:
+        os.environ["ECOSPHERE_DATA_DIR"] = args.data
+    settings = NodeSettings(service=args.service)
+    logs.configure(settings.service, settings.log_level)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        parent = os.environ.get("ECOSPHERE_PARENT_PID")
+        if parent:
+            loop.create_task(_stop_when_orphaned(int(parent), stop))
+        return await run_service(settings, stop)
 
     return asyncio.run(main())
+
+
+async def _stop_when_orphaned(parent: int, stop: object) -> None:
+    """A service started by ``up`` stops when ``up`` is gone, however it died."""
+    import asyncio
+    import os
+
+    assert isinstance(stop, asyncio.Event)
+    while not stop.is_set():
+        if os.getppid() != parent:
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.ledger.node import keys
+
+    path = Path(args.out)
+    if path.exists():
+        print(f"keys: {path} exists; refusing to overwrite a key", file=sys.stderr)
+        return 2
+    key = keys.generate()
+    keys.save(key, path)
+    print(json.dumps({"key_id": key.key_id, "public_key": key.public.hex(),
+                      "file": str(path)}))
+    return 0
+
+
+def _cmd_genesis(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.runtime.datadir import DataDir, ensure_genesis
+
+    data = DataDir(Path(args.data))
+    existed = data.genesis_path.exists()
+    genesis = ensure_genesis(data, chain_id=args.chain_id)
+    print(json.dumps({"chain_id": genesis.chain_id, "genesis_hash": genesis.hash.hex(),
+                      "file": str(data.genesis_path), "created": not existed,
+                      "validators": [v.key_id for v in genesis.validators.validators]}))
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -142,13 +271,32 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-v", "--verbose", action="store_true")
     sim.set_defaults(func=_cmd_sim)
 
-    up = sub.add_parser("up", help="run the network locally (embedded default)")
+    up = sub.add_parser("up", help="run the five services locally (RabbitMQ or embedded)")
     up.add_argument("--data", default="data", help="data directory (created when absent)")
+    up.add_argument("--port", type=int, default=8080, help="the gateway's HTTP port")
+    up.add_argument("--embedded", action="store_true",
+                    help="run in one process over the in-memory transport")
     up.add_argument("--duration", type=float, default=0, help="stop after S seconds")
     up.add_argument("--load", type=int, default=0,
                     help="a demo merchant anchors documents at this rate (tx/s)")
     up.add_argument("--report-s", type=float, default=2.0)
     up.set_defaults(func=_cmd_up)
+
+    run = sub.add_parser("run", help="run one service (settings from ECOSPHERE_*)")
+    run.add_argument("service", choices=["ledger", "trace", "customs", "credit", "gateway"])
+    run.add_argument("--data", help="data directory (else ECOSPHERE_DATA_DIR)")
+    run.set_defaults(func=_cmd_run)
+
+    keys_cmd = sub.add_parser("keys", help="key management")
+    keys_sub = keys_cmd.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="generate an Ed25519 key file (0600)")
+    new.add_argument("--out", required=True)
+    new.set_defaults(func=_cmd_keys)
+
+    gen = sub.add_parser("genesis", help="create the consortium's keys and genesis")
+    gen.add_argument("--data", default="data")
+    gen.add_argument("--chain-id", default="ecosphere-local")
+    gen.set_defaults(func=_cmd_genesis)
 
     bench = sub.add_parser("bench", help="benchmarks (figures with the machine's limits)")
     bench.add_argument("target", choices=["core"])

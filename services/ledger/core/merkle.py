@@ -172,12 +172,24 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> tuple[bytes, ..
     :class:`ValueError` unless ``0 <= index < len(leaf_hashes)`` or if an element
     is not a 32-byte hash.
     """
-    if not _is_uint(index):
-        raise ValueError(f"index must be a non-negative int, got {index!r}")
+    return inclusion_proofs(leaf_hashes, [index])[0]
+
+
+def inclusion_proofs(leaf_hashes: Sequence[bytes],
+                     indices: Sequence[int]) -> list[tuple[bytes, ...]]:
+    """Audit paths for several leaves of one tree, building the tree's levels once
+    (a client waiting on a thousand transactions of one block costs O(n), not O(n²))."""
     n = len(leaf_hashes)
-    if index >= n:
-        raise ValueError(f"index {index} is out of range for a tree of size {n}")
+    for index in indices:
+        if not _is_uint(index):
+            raise ValueError(f"index must be a non-negative int, got {index!r}")
+        if index >= n:
+            raise ValueError(f"index {index} is out of range for a tree of size {n}")
     levels = _levels(_checked_hashes(leaf_hashes))
+    return [_path(levels, n, index) for index in indices]
+
+
+def _path(levels: list[list[bytes]], n: int, index: int) -> tuple[bytes, ...]:
     # Walk down from the root: PATH(m, D[n]) = PATH(m, D[0:k]) : MTH(D[k:n]) for
     # m < k, else PATH(m - k, D[k:n]) : MTH(D[0:k]); siblings nearer the root
     # come last, so collect top-down and reverse.

@@ -206,6 +206,7 @@ class Replica:
         self._last_progress: tuple[int, int, int] = (0, 0, 0)
         self.peers_seen: set[str] = set()
         self._pending_rejections: list[Rejection] = []
+        self.last_rejection: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -333,25 +334,31 @@ class Replica:
     # --- network -------------------------------------------------------------------------
 
     def on_message(self, data: bytes, now: int) -> list[Action]:
-        """Bytes from the untrusted network. Never raises; refusals are counted."""
+        """Bytes from the untrusted network. Never raises; refusals are counted, and
+        ``last_rejection`` names the reason this message was refused (None: accepted)."""
         out: list[Action] = []
+        self.last_rejection = None
         try:
             env = open_envelope(data, chain_id=self.chain_id,
                                 size_max=self.config.message_bytes_max)
             self._authenticate(env)
         except Rejected as exc:
-            self.rejections[exc.code] += 1
+            self._reject(exc.code)
             return out
         self._safe_dispatch(env, now, out)
         return out
+
+    def _reject(self, code: str) -> None:
+        self.rejections[code] += 1
+        self.last_rejection = code
 
     def _safe_dispatch(self, env: Envelope, now: int, out: list[Action]) -> None:
         try:
             self._dispatch(env, now, out)
         except Rejected as exc:
-            self.rejections[exc.code] += 1
+            self._reject(exc.code)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            self.rejections["malformed"] += 1
+            self._reject("malformed")
 
     def _authenticate(self, env: Envelope) -> None:
         public_key = self._node_key(env.sender)
@@ -359,7 +366,8 @@ class Replica:
             raise InvalidMessage("sender is not an active node key", code="unknown_sender")
         if not crypto.verify(public_key, env.signature, env.digest):
             raise InvalidMessage("message signature does not verify", code="bad_signature")
-        self.peers_seen.add(env.sender)
+        if self.key is None or env.sender != self.key.key_id:
+            self.peers_seen.add(env.sender)
 
     def _node_key(self, key_id: str) -> bytes | None:
         if key_id not in self._node_keys:

@@ -84,9 +84,12 @@ class Host:
 
     # --- inputs -----------------------------------------------------------------------
 
-    def deliver(self, data: bytes) -> None:
-        if not self.stopped:
-            self.run(self.replica.on_message(data, self.clock()))
+    def deliver(self, data: bytes) -> bool:
+        """Handle bytes from the network; False if the replica refused them."""
+        if self.stopped:
+            return True
+        self.run(self.replica.on_message(data, self.clock()))
+        return self.replica.last_rejection is None
 
     def submit(self, tx: Transaction) -> None:
         """Raises :class:`~services.ledger.core.errors.Rejected` for a refused transaction."""

@@ -77,8 +77,15 @@ class NodeRunner:
     def start(self) -> None:
         self.guard(self.host.start)
 
-    def deliver(self, data: bytes) -> None:
-        self.guard(lambda: self.host.deliver(data))
+    def deliver(self, data: bytes) -> bool:
+        """Deliver bytes from the network; False if the replica refused them."""
+        accepted = [True]
+
+        def run() -> None:
+            accepted[0] = self.host.deliver(data)
+
+        self.guard(run)
+        return accepted[0]
 
     def guard(self, fn: Callable[[], Any]) -> None:
         """Run ``fn``; a broken invariant stops this replica (corrupt state must not spread)."""

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from services.ledger.node.localnet import VALIDATOR_SERVICES, DataDir, EmbeddedNetwork
+from services.runtime.datadir import VALIDATOR_SERVICES, DataDir
+from services.runtime.embedded import EmbeddedNetwork
 
 SERVICES = [s for s, *_ in VALIDATOR_SERVICES]
 pytestmark = pytest.mark.functional
@@ -49,7 +50,7 @@ def assert_agree(all_chains: dict[str, dict[int, bytes]]) -> None:
 
 def up(data: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--data", str(data),
-                             "--report-s", "0.5", *extra],
+                             "--report-s", "0.5", "--embedded", "--port", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -112,32 +113,33 @@ async def _until(network: EmbeddedNetwork, check: object, timeout: float) -> Non
 def test_catch_up_after_downtime_and_from_empty(tmp_path: Path) -> None:
     async def scenario() -> None:
         data = DataDir(tmp_path / "net")
-        network = EmbeddedNetwork(data)
+        network = EmbeddedNetwork(data, port=0)
         await network.start(services=("ledger", "trace", "customs"))  # credit is down
         await _run_for(network, 4.0)  # every 4th height waits out credit's turn
         assert min(_heights(network).values()) >= 4
         # A replica that was never up catches up from its peers.
-        network.start_one("credit", network.genesis)
+        await network.start_one("credit")
         await _until(network, lambda: len(set(_heights(network).values())) == 1
                      and _heights(network)["credit"] >= 4, timeout=30)
         # One replica down for a while, then back.
-        network.stop_one("trace")
+        await network.stop_one("trace")
         await _run_for(network, 1.5)
         behind = max(_heights(network).values())
-        network.start_one("trace", network.genesis)
+        await network.start_one("trace")
         await _until(network, lambda: _heights(network)["trace"] >= behind, timeout=30)
         # A replica restarted with an empty data directory rebuilds from its peers.
-        network.stop_one("customs")
+        await network.stop_one("customs")
         for suffix in ("", "-wal", "-shm"):
             Path(str(data.store("customs")) + suffix).unlink(missing_ok=True)
         assert not data.store("customs").exists()
         await _run_for(network, 0.5)
         top = max(_heights(network).values())
-        network.start_one("customs", network.genesis)
+        await network.start_one("customs")
         await _until(network, lambda: _heights(network)["customs"] >= top, timeout=30)
         await _run_for(network, 1.0)
-        network.stop()
+        failed = [r.failed for r in network.runners.values()]
+        await network.stop()
         assert_agree(chains(data))
-        assert all(r.failed is None for r in network.runners.values())
+        assert failed == [None, None, None, None]
 
     asyncio.run(scenario())

@@ -1,0 +1,115 @@
+"""Settings of a service process: one place for every option and limit.
+
+Read from the environment (``ECOSPHERE_*``; nested limits with ``__``, e.g.
+``ECOSPHERE_AMQP__PREFETCH=256``) and optionally a JSON file named by
+``ECOSPHERE_CONFIG_FILE``; environment wins over the file. Limits carry their
+unit last (``_ms``, ``_bytes``, ``_max``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ServiceName = Literal["ledger", "trace", "customs", "credit", "gateway"]
+VALIDATORS: tuple[ServiceName, ...] = ("ledger", "trace", "customs", "credit")
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class ConsensusTiming(BaseModel):
+    propose_ms: int = Field(1_000, ge=10)
+    propose_delta_ms: int = Field(500, ge=0)
+    vote_ms: int = Field(500, ge=10)
+    vote_delta_ms: int = Field(500, ge=0)
+    empty_block_interval_ms: int = Field(1_000, ge=0)
+    gossip_interval_ms: int = Field(500, ge=10)
+
+
+class ReplicaLimits(BaseModel):
+    mempool_txs_max: int = Field(100_000, ge=1)
+    mempool_bytes_max: int = Field(128 * 1024 * 1024, ge=1024)
+    mempool_per_sender_max: int = Field(10_000, ge=1)
+    tx_batch_txs_max: int = Field(1_000, ge=1)
+    tx_batch_wait_ms: int = Field(5, ge=0)
+    sync_batch_blocks_max: int = Field(64, ge=1)
+    sync_timeout_ms: int = Field(2_000, ge=10)
+    message_bytes_max: int = Field(32 * 1024 * 1024, ge=1024)
+
+
+class AmqpOptions(BaseModel):
+    prefix: str = "ecosphere"
+    prefetch: int = Field(512, ge=1)
+    queue_length_max: int = Field(50_000, ge=1)
+    consensus_ttl_ms: int = Field(120_000, ge=1_000)
+    txs_ttl_ms: int = Field(600_000, ge=1_000)
+    publish_in_flight_max: int = Field(512, ge=1)
+    outbox_max: int = Field(20_000, ge=1)
+
+
+class GatewayOptions(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    body_bytes_max: int = Field(4 * 1024 * 1024, ge=1024)
+    batch_txs_max: int = Field(1_000, ge=1)
+    wait_commit_ms: int = Field(30_000, ge=100)
+    waiters_max: int = Field(100_000, ge=1)
+
+
+class NodeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ECOSPHERE_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    service: ServiceName = "ledger"
+    data_dir: Path = Path("data")
+    amqp_url: str | None = None  # None: the default local broker, else embedded
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(0, ge=0, le=65535)  # 0: the gateway serves admin on its port
+    log_level: str = "INFO"
+    ready_lag_blocks_max: int = Field(2, ge=0)
+    consensus: ConsensusTiming = ConsensusTiming()
+    limits: ReplicaLimits = ReplicaLimits()
+    amqp: AmqpOptions = AmqpOptions()
+    gateway: GatewayOptions = GatewayOptions()
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _JsonFileSource(settings_cls))
+
+    @property
+    def node_dir(self) -> Path:
+        return self.data_dir / self.service
+
+    @property
+    def is_validator(self) -> bool:
+        return self.service in VALIDATORS
+
+
+class _JsonFileSource(PydanticBaseSettingsSource):
+    """Values from the JSON file named by ECOSPHERE_CONFIG_FILE (lowest priority)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        path = os.environ.get("ECOSPHERE_CONFIG_FILE")
+        if not path:
+            return {}
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object")
+        return data

@@ -1,0 +1,95 @@
+"""The data directory of a local consortium, and its genesis.
+
+Layout (created when absent)::
+
+    genesis.json              the consortium's genesis (canonical JSON)
+    <service>/node.key        the service's node key (PKCS#8 PEM, 0600)
+    <service>/admin.key       a validator organisation's admin key
+    <service>/chain.db        the replica's store (SQLite, WAL, fsync on commit)
+    <service>/service.log     the service's JSON log (``ecosphere up``)
+    client/demo.key           a demo merchant key, for ``--load``
+
+The validators are the four organisations of the consortium; the gateway's
+node key belongs to the platform operator, with the ``node`` permission only
+(it relays and follows, it never votes or signs transactions).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.ledger.core.encoding import decode, encode_unchecked
+from services.ledger.core.genesis import ChainParams, Genesis, GenesisKey, GenesisOrg
+from services.ledger.core.validators import Validator, ValidatorSet
+from services.ledger.node import keys
+
+VALIDATOR_SERVICES = (
+    ("ledger", "operator", "Ecosphere Platform Operator", ("platform",)),
+    ("trace", "trace-center", "Supply-Chain Collaboration Center", ("observer",)),
+    ("customs", "customs-joint", "Joint Customs Supervision", ("customs_cn", "customs_eu")),
+    ("credit", "credit-center", "Public Credit Service Center", ("credit_center",)),
+)
+SERVICES = (*(s for s, *_ in VALIDATOR_SERVICES), "gateway")
+CHAIN_ID = "ecosphere-local"
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.root / "genesis.json"
+
+    def node_key(self, service: str) -> Path:
+        return self.root / service / "node.key"
+
+    def admin_key(self, service: str) -> Path:
+        return self.root / service / "admin.key"
+
+    def store(self, service: str) -> Path:
+        return self.root / service / "chain.db"
+
+    def log(self, service: str) -> Path:
+        return self.root / service / "service.log"
+
+    @property
+    def demo_key(self) -> Path:
+        return self.root / "client" / "demo.key"
+
+
+def load_genesis(data: DataDir) -> Genesis:
+    return Genesis.from_wire(decode(data.genesis_path.read_bytes()))
+
+
+def ensure_genesis(data: DataDir, *, chain_id: str = CHAIN_ID,
+                   genesis_time: int | None = None) -> Genesis:
+    """Load the data directory's genesis, creating keys and genesis when absent."""
+    if data.genesis_path.exists():
+        return load_genesis(data)
+    orgs, gkeys, validators = [], [], []
+    for service, org_id, name, roles in VALIDATOR_SERVICES:
+        node = keys.load_or_create(data.node_key(service))
+        admin = keys.load_or_create(data.admin_key(service))
+        orgs.append(GenesisOrg(org_id, name, roles))
+        gkeys.append(GenesisKey(admin.public.raw, org_id, ("admin", "member")))
+        validators.append(Validator(node.key_id, node.public.raw, 1, org_id))
+    gateway = keys.load_or_create(data.node_key("gateway"))
+    gkeys.append(GenesisKey(gateway.public.raw, "operator", ("node",)))
+    orgs.append(GenesisOrg("demo-merchants", "Demo Merchants", ("merchant",)))
+    demo = keys.load_or_create(data.demo_key)
+    gkeys.append(GenesisKey(demo.public.raw, "demo-merchants", ("member",)))
+    genesis = Genesis(chain_id=chain_id,
+                      genesis_time=genesis_time if genesis_time is not None
+                      else time.time_ns() // 1_000_000,
+                      params=ChainParams(), organisations=tuple(orgs), keys=tuple(gkeys),
+                      validators=ValidatorSet.of(validators))
+    tmp = data.genesis_path.with_suffix(".tmp")
+    tmp.write_bytes(encode_unchecked(genesis.to_wire()))
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, data.genesis_path)
+    return genesis

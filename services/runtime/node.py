@@ -1,0 +1,204 @@
+"""One service process: a replica on a transport, its admin endpoints, and — for the
+gateway — the public HTTP API.
+
+``ledger``, ``trace``, ``customs`` and ``credit`` are validators (each holds
+its organisation's validator key); ``gateway`` is a non-voting observer that
+serves clients. All run the same replica with the same state machine
+(``services.composition``); they differ in key, queue bindings and HTTP.
+
+Admin endpoints (validators on their admin port, the gateway on its public
+port): ``/healthz`` (the process and its replica are alive), ``/readyz``
+(connected to the broker and caught up with the best peer it has heard of),
+``/metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from services.composition import build_application
+from services.gateway.api import GatewayApi
+from services.gateway.problems import Problem, problem_middleware
+from services.ledger.core.consensus.tendermint import TimeoutParams
+from services.ledger.core.crypto import PrivateKey
+from services.ledger.core.genesis import Genesis
+from services.ledger.core.mempool import MempoolLimits
+from services.ledger.core.replica import ReplicaConfig
+from services.ledger.node import keys
+from services.ledger.node.amqp import AmqpLimits, AmqpTransport, Topology, TransportStats
+from services.ledger.node.host import Transport
+from services.ledger.node.metrics import CONTENT_TYPE, ReplicaMetrics
+from services.ledger.node.runner import NodeRunner
+from services.ledger.node.settings import DEFAULT_AMQP_URL, NodeSettings
+from services.ledger.node.store import SqliteStore
+
+log = logging.getLogger("ecosphere.service")
+
+
+def replica_config(settings: NodeSettings) -> ReplicaConfig:
+    c, limits = settings.consensus, settings.limits
+    return ReplicaConfig(
+        timeouts=TimeoutParams(propose_ms=c.propose_ms, propose_delta_ms=c.propose_delta_ms,
+                               vote_ms=c.vote_ms, vote_delta_ms=c.vote_delta_ms,
+                               empty_block_interval_ms=c.empty_block_interval_ms),
+        mempool=MempoolLimits(txs_max=limits.mempool_txs_max,
+                              bytes_max=limits.mempool_bytes_max,
+                              per_sender_max=limits.mempool_per_sender_max),
+        gossip_interval_ms=c.gossip_interval_ms,
+        tx_batch_txs_max=limits.tx_batch_txs_max,
+        tx_batch_wait_ms=limits.tx_batch_wait_ms,
+        sync_batch_blocks_max=limits.sync_batch_blocks_max,
+        sync_timeout_ms=limits.sync_timeout_ms,
+        message_bytes_max=limits.message_bytes_max,
+    )
+
+
+def amqp_limits(settings: NodeSettings) -> AmqpLimits:
+    a = settings.amqp
+    return AmqpLimits(prefetch=a.prefetch, queue_length_max=a.queue_length_max,
+                      consensus_ttl_ms=a.consensus_ttl_ms, txs_ttl_ms=a.txs_ttl_ms,
+                      publish_in_flight_max=a.publish_in_flight_max, outbox_max=a.outbox_max,
+                      message_bytes_max=settings.limits.message_bytes_max)
+
+
+def load_genesis(settings: NodeSettings) -> Genesis:
+    return Genesis.from_wire(json.loads((settings.data_dir / "genesis.json").read_bytes()))
+
+
+TransportFactory = Callable[[PrivateKey, Callable[[bytes], bool]], Transport]
+
+
+@dataclass
+class ServiceNode:
+    settings: NodeSettings
+    genesis: Genesis
+    key: PrivateKey
+    runner: NodeRunner = field(init=False)
+    metrics: ReplicaMetrics = field(init=False)
+    transport_stats: TransportStats | None = None
+    gateway: GatewayApi | None = None
+    site: web.TCPSite | None = None
+    web_runner: web.AppRunner | None = None
+
+    def boot(self, transport: Transport) -> None:
+        s = self.settings
+        self.runner = NodeRunner(name=s.service, genesis=self.genesis,
+                                 app=build_application(), key=self.key,
+                                 store=SqliteStore(s.node_dir / "chain.db"),
+                                 transport=transport, config=replica_config(s))
+        self.metrics = ReplicaMetrics(self.runner.host.replica, s.service)
+        self.metrics.transport = self.transport_stats
+        self.runner.host.listeners.committed.append(self.metrics.on_commit)
+        if s.service == "gateway":
+            self.gateway = GatewayApi(self.runner, s.gateway)
+
+    def deliver(self, data: bytes) -> bool:
+        return self.runner.deliver(data)
+
+    # --- HTTP -----------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        s = self.settings
+        app = web.Application(middlewares=[problem_middleware],
+                              client_max_size=s.gateway.body_bytes_max)
+        app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz),
+                        web.get("/metrics", self.metrics_endpoint)])
+        if self.gateway is not None:
+            app.add_routes(self.gateway.routes())
+        return app
+
+    async def serve_http(self) -> int:
+        s = self.settings
+        host, port = ((s.gateway.host, s.gateway.port) if s.service == "gateway"
+                      else (s.admin_host, s.admin_port))
+        self.web_runner = web.AppRunner(self.web_app(), access_log=None)
+        await self.web_runner.setup()
+        self.site = web.TCPSite(self.web_runner, host, port)
+        await self.site.start()
+        server = self.site._server
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if self.runner.failed is not None:
+            raise Problem(503, "replica_failed", f"replica stopped: {self.runner.failed}")
+        return web.json_response({"status": "ok", "service": self.settings.service})
+
+    def readiness(self) -> dict[str, Any]:
+        reasons = []
+        if self.runner.failed is not None:
+            reasons.append("replica stopped")
+        if self.transport_stats is not None and not self.transport_stats.connected:
+            reasons.append("not connected to the broker")
+        behind = self.metrics.behind()
+        if behind > self.settings.ready_lag_blocks_max:
+            reasons.append(f"catching up: {behind} blocks behind")
+        replica = self.runner.host.replica
+        return {"ready": not reasons, "reasons": reasons, "height": replica.tip.height,
+                "behind": behind, "peers_seen": len(replica.peers_seen)}
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        state = self.readiness()
+        if not state["ready"]:
+            raise Problem(503, "not_ready", "; ".join(state["reasons"]),
+                          height=state["height"], behind=state["behind"])
+        return web.json_response(state)
+
+    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(),
+                            headers={"Content-Type": CONTENT_TYPE})
+
+    async def close(self) -> None:
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        self.runner.stop()
+
+
+async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
+    """Run one service over RabbitMQ until ``stop`` is set or the replica fails."""
+    genesis = load_genesis(settings)
+    key = keys.load(settings.node_dir / "node.key")
+    node = ServiceNode(settings, genesis, key)
+    transport = AmqpTransport(url=settings.amqp_url or DEFAULT_AMQP_URL, node_id=key.key_id,
+                              validator=settings.is_validator, deliver=node.deliver,
+                              topology=Topology(settings.amqp.prefix),
+                              limits=amqp_limits(settings))
+    node.transport_stats = transport.stats
+    node.boot(transport)
+    await _connect(transport, stop)
+    node.runner.start()
+    port = await node.serve_http()
+    where = "http" if settings.service == "gateway" else "admin"
+    log.info("%s up: %s on %s:%d, height %d", settings.service, where,
+             settings.gateway.host if where == "http" else settings.admin_host, port,
+             node.runner.host.replica.tip.height)
+    stopped = asyncio.ensure_future(node.runner.stopped.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([stopped, stopping], return_when=asyncio.FIRST_COMPLETED)
+    for f in (stopped, stopping):
+        f.cancel()
+    await transport.close()
+    await node.close()
+    return 0 if node.runner.failed is None else 1
+
+
+async def _connect(transport: AmqpTransport, stop: asyncio.Event) -> None:
+    """Connect, retrying with backoff: the broker may start after us."""
+    delay = 0.5
+    while True:
+        try:
+            await transport.start()
+            return
+        except Exception as exc:  # aio-pika raises several unrelated types here
+            if stop.is_set():
+                raise
+            log.warning("broker not reachable (%r); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
