@@ -189,9 +189,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         parent = os.environ.get("ECOSPHERE_PARENT_PID")
         if parent:
-            loop.create_task(_stop_when_orphaned(int(parent), stop))
+            watcher = loop.create_task(_stop_when_orphaned(int(parent), stop))
+            watcher.add_done_callback(lambda _: None)
         return await run_service(settings, stop)
 
+    profile_dir = os.environ.get("ECOSPHERE_PROFILE_DIR")
+    if profile_dir:  # for profiling benchmarks: cProfile the whole process
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            return asyncio.run(main())
+        finally:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(profile_dir, f"{settings.service}.prof"))
     return asyncio.run(main())
 
 
@@ -239,12 +251,18 @@ def _cmd_genesis(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from services.ledger.bench import bench_core
+    if args.target == "core":
+        from services.ledger.bench import bench_core
 
-    if args.target != "core":
-        print(f"bench: unknown target {args.target!r}", file=sys.stderr)
-        return 2
-    figures = bench_core(txs=args.txs, replicas=4)
+        figures = bench_core(txs=args.txs, replicas=4)
+    else:
+        import asyncio
+
+        from services.runtime.bench_network import bench_network
+
+        figures = asyncio.run(bench_network(duration=args.duration, rate=args.rate,
+                                            batch=args.batch,
+                                            concurrency=args.concurrency))
     if args.json:
         print(json.dumps(figures, sort_keys=True))
     else:
@@ -299,9 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_genesis)
 
     bench = sub.add_parser("bench", help="benchmarks (figures with the machine's limits)")
-    bench.add_argument("target", choices=["core"])
+    bench.add_argument("target", choices=["core", "network"])
     bench.add_argument("--json", action="store_true")
-    bench.add_argument("--txs", type=int, default=20_000)
+    bench.add_argument("--txs", type=int, default=20_000, help="core: transactions")
+    bench.add_argument("--duration", type=float, default=20.0, help="network: seconds")
+    bench.add_argument("--rate", type=float, help="network: offered tx/s (else saturate)")
+    bench.add_argument("--batch", type=int, default=200, help="network: txs per request")
+    bench.add_argument("--concurrency", type=int, default=16,
+                       help="network: requests in flight when saturating")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -13,6 +13,7 @@ Routes (this module; later issues add their own):
                                 block height and an inclusion proof
 ``GET  /v1/blocks/{height}``    a block with its commit certificate (``latest`` too)
 ``GET  /v1/status``             chain id, height, validators
+``GET  /v1/keys/{key_id}``      a key's registration and nonces
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from typing import Any
 from aiohttp import web
 
 from services.gateway.problems import Problem, problem_from
-from services.ledger.core import merkle
+from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.errors import EncodingError, LedgerError
 from services.ledger.core.replica import Commit, TxRejected
+from services.ledger.core.state import StateView
 from services.ledger.core.transactions import Transaction
 from services.ledger.node.runner import NodeRunner
 from services.ledger.node.settings import GatewayOptions
@@ -121,6 +123,7 @@ class GatewayApi:
             web.post("/v1/transactions", self.post_transactions),
             web.get("/v1/blocks/{height}", self.get_block),
             web.get("/v1/status", self.get_status),
+            web.get("/v1/keys/{key_id}", self.get_key),
         ]
 
     # --- transactions --------------------------------------------------------------------
@@ -223,6 +226,23 @@ class GatewayApi:
         block, certificate = stored
         body = b'{"block":' + block + b',"certificate":' + certificate + b"}"
         return web.Response(body=body, content_type=JSON)
+
+    async def get_key(self, request: web.Request) -> web.Response:
+        """A key's registration and its nonces: committed, and next usable here."""
+        key_id = request.match_info["key_id"]
+        replica = self.runner.host.replica
+        view = StateView(replica.tip.state)
+        record = consortium.key_record(view, key_id)
+        if record is None:
+            raise Problem(404, "key_not_found", f"no key {key_id} on the chain")
+        committed = replica.app.next_nonce(view, key_id)
+        waiting = replica.mempool.pending_nonces(key_id)
+        usable = committed
+        while usable in waiting:
+            usable += 1
+        return web.json_response({**record, "next_nonce": committed,
+                                  "next_usable_nonce": usable, "pending": len(waiting),
+                                  "height": replica.tip.height})
 
     async def get_status(self, request: web.Request) -> web.Response:
         replica = self.runner.host.replica

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.encoding import decode, encode_unchecked
 from services.ledger.core.genesis import ChainParams, Genesis, GenesisKey, GenesisOrg
 from services.ledger.core.validators import Validator, ValidatorSet
@@ -65,8 +66,13 @@ def load_genesis(data: DataDir) -> Genesis:
     return Genesis.from_wire(decode(data.genesis_path.read_bytes()))
 
 
+def bench_client_key(index: int) -> PrivateKey:
+    """Deterministic member keys for benchmarks (never for a real network)."""
+    return PrivateKey.derive(f"bench/client/{index}")
+
+
 def ensure_genesis(data: DataDir, *, chain_id: str = CHAIN_ID,
-                   genesis_time: int | None = None) -> Genesis:
+                   genesis_time: int | None = None, bench_clients: int = 0) -> Genesis:
     """Load the data directory's genesis, creating keys and genesis when absent."""
     if data.genesis_path.exists():
         return load_genesis(data)
@@ -82,6 +88,9 @@ def ensure_genesis(data: DataDir, *, chain_id: str = CHAIN_ID,
     orgs.append(GenesisOrg("demo-merchants", "Demo Merchants", ("merchant",)))
     demo = keys.load_or_create(data.demo_key)
     gkeys.append(GenesisKey(demo.public.raw, "demo-merchants", ("member",)))
+    for index in range(bench_clients):
+        gkeys.append(GenesisKey(bench_client_key(index).public.raw, "demo-merchants",
+                                ("member",)))
     genesis = Genesis(chain_id=chain_id,
                       genesis_time=genesis_time if genesis_time is not None
                       else time.time_ns() // 1_000_000,

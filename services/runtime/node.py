@@ -62,10 +62,12 @@ def replica_config(settings: NodeSettings) -> ReplicaConfig:
 
 def amqp_limits(settings: NodeSettings) -> AmqpLimits:
     a = settings.amqp
-    return AmqpLimits(prefetch=a.prefetch, queue_length_max=a.queue_length_max,
+    return AmqpLimits(prefetch=a.prefetch, txs_prefetch=a.txs_prefetch,
+                      queue_length_max=a.queue_length_max,
                       consensus_ttl_ms=a.consensus_ttl_ms, txs_ttl_ms=a.txs_ttl_ms,
                       publish_in_flight_max=a.publish_in_flight_max, outbox_max=a.outbox_max,
-                      message_bytes_max=settings.limits.message_bytes_max)
+                      message_bytes_max=settings.limits.message_bytes_max,
+                      queue_type=a.queue_type)
 
 
 def load_genesis(settings: NodeSettings) -> Genesis:

@@ -159,7 +159,7 @@ class Block:
 
 
 def tx_leaf_hashes(txs: Sequence[Transaction]) -> list[bytes]:
-    return [merkle.leaf_hash(tx.wire_bytes) for tx in txs]
+    return [tx.leaf for tx in txs]
 
 
 def tx_root(txs: Sequence[Transaction]) -> bytes:

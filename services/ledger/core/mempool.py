@@ -44,6 +44,7 @@ class Mempool:
     def __init__(self, limits: MempoolLimits | None = None) -> None:
         self.limits = limits or MempoolLimits()
         self._by_hash: dict[bytes, Transaction] = {}
+        self._by_leaf: dict[bytes, Transaction] = {}
         self._by_sender: dict[str, dict[int, Transaction]] = {}
         self._arrival: dict[str, int] = {}  # sender -> sequence of its oldest waiting tx
         self._seq = 0
@@ -62,13 +63,16 @@ class Mempool:
     def get(self, tx_hash: bytes) -> Transaction | None:
         return self._by_hash.get(tx_hash)
 
+    def by_leaf(self, leaf: bytes) -> Transaction | None:
+        """The waiting transaction with exactly these bytes (RFC 6962 leaf hash)."""
+        return self._by_leaf.get(leaf)
+
     def pending_nonces(self, sender: str) -> frozenset[int]:
         return frozenset(self._by_sender.get(sender, ()))
 
     def verified(self, tx: Transaction) -> bool:
         """True if these exact bytes (signature included) were admitted."""
-        known = self._by_hash.get(tx.hash)
-        return known is not None and known.wire_bytes == tx.wire_bytes
+        return self._by_leaf.get(tx.leaf) is not None
 
     def add(self, tx: Transaction, next_nonce: int) -> None:
         """Admit a statically valid transaction; ``next_nonce`` is the sender's, committed."""
@@ -98,6 +102,7 @@ class Mempool:
             self._arrival[tx.sender] = self._seq
         queue[tx.nonce] = tx
         self._by_hash[tx.hash] = tx
+        self._by_leaf[tx.leaf] = tx
         self._bytes += size
 
     def reap(self, next_nonce: Callable[[str], int], txs_max: int,
@@ -139,6 +144,7 @@ class Mempool:
         tx = self._by_hash.pop(tx_hash, None)
         if tx is None:
             return
+        self._by_leaf.pop(tx.leaf, None)
         self._bytes -= len(tx.wire_bytes)
         queue = self._by_sender[tx.sender]
         del queue[tx.nonce]

@@ -45,6 +45,7 @@ from typing import Any
 
 from services.ledger.core import consortium, crypto
 from services.ledger.core.blocks import (
+    BLOCK_TXS_WIRE_MAX,
     ZERO_HASH,
     Block,
     BlockHeader,
@@ -53,7 +54,7 @@ from services.ledger.core.blocks import (
     expected_time,
     tx_root,
 )
-from services.ledger.core.certificate import CommitCertificate, Vote
+from services.ledger.core.certificate import ROUND_MAX, CommitCertificate, Vote
 from services.ledger.core.consensus.messages import (
     Broadcast as ConsensusBroadcast,
 )
@@ -68,7 +69,14 @@ from services.ledger.core.consensus.messages import (
     WalRecord,
 )
 from services.ledger.core.consensus.tendermint import Tendermint, TimeoutParams
-from services.ledger.core.encoding import encode_unchecked, get_int, get_list, require_keys
+from services.ledger.core.encoding import (
+    encode_unchecked,
+    from_hex,
+    get_int,
+    get_list,
+    get_str,
+    require_keys,
+)
 from services.ledger.core.errors import (
     InvalidBlock,
     InvalidMessage,
@@ -176,6 +184,8 @@ class TxRejected:
 
 Action = PersistWal | Commit | Send | Broadcast | SetTimer | ServeSync | TxRejected
 
+_COMPACT_KEYS = frozenset({"chain_id", "height", "round", "pol_round", "proposer",
+                          "signature", "header", "last_commit", "tx_leaves"})
 GOSSIP = "gossip"
 FLUSH_TXS = "flush_txs"
 SYNC_RETRY = "sync_retry"
@@ -207,6 +217,8 @@ class Replica:
         self.peers_seen: set[str] = set()
         self._pending_rejections: list[Rejection] = []
         self.last_rejection: str | None = None
+        self._blocks_requested: set[bytes] = set()
+        self.compact_misses = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -385,6 +397,12 @@ class Replica:
             self._on_consensus_message(env, Vote.from_wire(env.body), now, out)
         elif env.type == "proposal":
             self._on_consensus_message(env, Proposal.from_wire(env.body, checked=True), now, out)
+        elif env.type == "compact_proposal":
+            proposal = self._expand(env, out)
+            if proposal is not None:
+                self._on_consensus_message(env, proposal, now, out)
+        elif env.type == "block_request":
+            self._on_block_request(env, out)
         elif env.type == "txs":
             self._on_txs(env, now, out)
         elif env.type == "status":
@@ -411,6 +429,59 @@ class Replica:
             self._from_consensus(self.consensus.on_vote(msg, now), now, out)
         else:
             self._from_consensus(self.consensus.on_proposal(msg, now), now, out)
+
+    def _expand(self, env: Envelope, out: list[Action]) -> Proposal | None:
+        """Rebuild a compact proposal's block from transactions this replica holds.
+
+        Missing any, ask the sender for the whole proposal (once per block) and
+        drop this one: the answer is an ordinary ``proposal`` message.
+        """
+        body = require_keys(env.body, _COMPACT_KEYS, "compact proposal")
+        header = BlockHeader.from_wire(body["header"])
+        leaves = get_list(body, "tx_leaves", size_max=BLOCK_TXS_WIRE_MAX)
+        known = self.consensus.blocks.get(header.hash)
+        if known is not None:
+            block = known
+        else:
+            txs = []
+            for leaf_hex in leaves:
+                tx = self.mempool.by_leaf(from_hex(leaf_hex, length=32, field="tx_leaves"))
+                if tx is None:
+                    self._request_block(env, header, out)
+                    return None
+                txs.append(tx)
+            last = body["last_commit"]
+            block = Block(header, tuple(txs),
+                          None if last is None else CommitCertificate.from_wire(last))
+        pol_round = body["pol_round"]
+        if not isinstance(pol_round, int) or isinstance(pol_round, bool):
+            raise InvalidMessage("pol_round must be an integer", code="malformed")
+        return Proposal(get_str(body, "chain_id", size_max=64), get_int(body, "height", lo=1),
+                        get_int(body, "round", hi=ROUND_MAX), pol_round, block,
+                        get_str(body, "proposer", size_max=32),
+                        from_hex(body["signature"], length=64, field="signature"))
+
+    def _request_block(self, env: Envelope, header: BlockHeader, out: list[Action]) -> None:
+        if self.key is None or header.hash in self._blocks_requested:
+            return
+        if len(self._blocks_requested) >= 64:
+            self._blocks_requested.clear()
+        self._blocks_requested.add(header.hash)
+        self.compact_misses += 1
+        out.append(Send(env.sender, seal(self.key, self.chain_id, "block_request",
+                                         {"block_hash": header.hash.hex(),
+                                          "height": header.height})))
+
+    def _on_block_request(self, env: Envelope, out: list[Action]) -> None:
+        body = require_keys(env.body, frozenset({"block_hash", "height"}), "block_request")
+        block_hash = from_hex(body["block_hash"], length=32, field="block_hash")
+        if self.key is None or get_int(body, "height", lo=1) != self.height:
+            return
+        for proposal in self.consensus.proposals.values():
+            if proposal.block.hash == block_hash:
+                out.append(Send(env.sender, seal_bytes(self.key, self.chain_id, "proposal",
+                                                       proposal.wire_bytes())))
+                return
 
     def _on_txs(self, env: Envelope, now: int, out: list[Action]) -> None:
         body = require_keys(env.body, frozenset({"txs"}), "txs")
@@ -574,7 +645,7 @@ class Replica:
         assert self.key is not None
         if isinstance(msg, Vote):
             return Broadcast(seal(self.key, self.chain_id, "vote", msg.to_wire()), "vote")
-        return Broadcast(seal_bytes(self.key, self.chain_id, "proposal", msg.wire_bytes()),
+        return Broadcast(seal(self.key, self.chain_id, "compact_proposal", msg.compact_wire()),
                          "proposal")
 
     def _commit(self, block: Block, certificate: CommitCertificate, ex: BlockExecution,

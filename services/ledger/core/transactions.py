@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.ledger.core import crypto
+from services.ledger.core import crypto, merkle
 from services.ledger.core.encoding import (
     check_value,
     encode_unchecked,
@@ -72,6 +72,7 @@ class Transaction:
     signature: bytes
     hash: bytes = field(repr=False)
     wire_bytes: bytes = field(repr=False)
+    leaf: bytes = field(repr=False, default=b"")  # RFC 6962 leaf hash of ``wire_bytes``
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Transaction) and other.wire_bytes == self.wire_bytes
@@ -139,6 +140,7 @@ class Transaction:
                                .encode(), b'","signature":"', signature.hex().encode(), b'"}'))
         object.__setattr__(tx, "hash", tagged_hash(TX_TAG, body_bytes))
         object.__setattr__(tx, "wire_bytes", wire_bytes)
+        object.__setattr__(tx, "leaf", merkle.leaf_hash(wire_bytes))
         return tx
 
 

@@ -12,7 +12,10 @@ blocks, transactions) are verified again on their own: the envelope
 authenticates the relayer, the body its author. The broker carrying these
 bytes is never trusted.
 
-Message types: ``proposal``, ``vote``, ``txs`` (a batch of transactions),
+Message types: ``proposal`` (with the whole block), ``compact_proposal`` (the
+block's transactions named by their leaf hashes: replicas already hold them
+from gossip), ``block_request`` (ask a peer for the whole proposal when some
+transactions are unknown), ``vote``, ``txs`` (a batch of transactions),
 ``status`` (height and round, for catch-up), ``sync_request``,
 ``sync_response`` (certified blocks).
 
@@ -36,7 +39,8 @@ from services.ledger.core.encoding import (
 from services.ledger.core.errors import EncodingError, InvalidMessage
 
 MSG_TAG = b"ecosphere/msg/v1"
-MESSAGE_TYPES = frozenset({"proposal", "vote", "txs", "status", "sync_request",
+MESSAGE_TYPES = frozenset({"proposal", "compact_proposal", "block_request", "vote", "txs",
+                           "status", "sync_request",
                            "sync_response"})
 _KEYS = frozenset({"chain_id", "type", "from", "body", "signature"})
 

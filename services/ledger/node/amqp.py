@@ -52,6 +52,7 @@ DeliverResult = bool  # True: handled; False: rejected (dead-lettered)
 @dataclass(frozen=True, slots=True)
 class AmqpLimits:
     prefetch: int = 512
+    txs_prefetch: int = 16
     queue_length_max: int = 50_000
     consensus_ttl_ms: int = 120_000
     txs_ttl_ms: int = 600_000
@@ -61,6 +62,7 @@ class AmqpLimits:
     dedup_ids_max: int = 200_000
     dead_letters_max: int = 10_000
     reconnect_backoff_s: float = 1.0
+    queue_type: str = "quorum"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,11 @@ class AmqpTransport:
         self._channel = await self._connection.channel(publisher_confirms=True,
                                                        on_return_raises=True)
         await self._channel.set_qos(prefetch_count=self.limits.prefetch)
+        # Transaction batches are consumed on a channel of their own with a small
+        # prefetch: a flood of batches then never queues in front of a vote inside
+        # this process (each batch costs milliseconds; a vote must not wait for many).
+        self._txs_channel = await self._connection.channel(publisher_confirms=False)
+        await self._txs_channel.set_qos(prefetch_count=self.limits.txs_prefetch)
         await self._declare(self._channel)
         self.stats.connected = True
         self.ready.set()
@@ -184,7 +191,8 @@ class AmqpTransport:
             arguments={"x-queue-type": "quorum", "x-max-length": limits.dead_letters_max,
                        "x-overflow": "drop-head"})
         await dead.bind(ex["dead"])
-        common: dict[str, Any] = {"x-queue-type": "quorum", "x-max-length": limits.queue_length_max,
+        common: dict[str, Any] = {"x-queue-type": limits.queue_type,
+                                  "x-max-length": limits.queue_length_max,
                   "x-overflow": "drop-head", "x-dead-letter-exchange": t.dead}
         consensus = await channel.declare_queue(
             t.queue(self.node_id, "consensus"), durable=True,
@@ -193,10 +201,14 @@ class AmqpTransport:
         await consensus.bind(ex["direct"], routing_key=self.node_id)
         await consensus.consume(self._on_message)
         if self.validator:
-            txs = await channel.declare_queue(
+            # Declared (idempotently) on the consuming channel, so that the robust
+            # channel re-declares, re-binds and re-consumes it after a reconnection.
+            txs_exchange = await self._txs_channel.declare_exchange(
+                t.txs, aio_pika.ExchangeType.FANOUT, durable=True)
+            txs = await self._txs_channel.declare_queue(
                 t.queue(self.node_id, "txs"), durable=True,
                 arguments={**common, "x-message-ttl": limits.txs_ttl_ms})
-            await txs.bind(ex["txs"])
+            await txs.bind(txs_exchange)
             await txs.consume(self._on_message)
 
     def _on_reconnect(self, *_: object) -> None:
@@ -308,3 +320,21 @@ async def broker_answers(url: str, timeout_s: float = 2.0) -> bool:
         return False
     await connection.close()
     return True
+
+
+async def delete_topology(url: str, topology: Topology, node_ids: list[str]) -> None:
+    """Remove a network's queues and exchanges (tests, and retiring a network)."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        names = [topology.queue(n, kind) for n in node_ids for kind in ("consensus", "txs")]
+        names.append(f"{topology.prefix}.dead-letters")
+        for name in names:
+            with contextlib.suppress(AMQPError):
+                await channel.queue_delete(name)
+        for name in (topology.consensus, topology.txs, topology.direct, topology.events,
+                     topology.dead):
+            with contextlib.suppress(AMQPError):
+                await channel.exchange_delete(name)
+    finally:
+        await connection.close()

@@ -70,6 +70,10 @@ class ReplicaMetrics(Collector):
         yield _gauge("ecosphere_peers_seen", "Distinct peers heard from", len(r.peers_seen))
         yield _gauge("ecosphere_catchup_behind_blocks", "Heights the best peer is ahead",
                      self.behind())
+        misses = CounterMetricFamily("ecosphere_compact_proposal_misses",
+                                     "Compact proposals that needed the whole block")
+        misses.add_metric([], r.compact_misses)
+        yield misses
         committed = CounterMetricFamily("ecosphere_committed_txs", "Transactions committed")
         committed.add_metric([], self.committed_txs)
         yield committed

@@ -46,7 +46,9 @@ class ReplicaLimits(BaseModel):
 
 class AmqpOptions(BaseModel):
     prefix: str = "ecosphere"
+    queue_type: Literal["quorum", "classic"] = "quorum"
     prefetch: int = Field(512, ge=1)
+    txs_prefetch: int = Field(16, ge=1)
     queue_length_max: int = Field(50_000, ge=1)
     consensus_ttl_ms: int = Field(120_000, ge=1_000)
     txs_ttl_ms: int = Field(600_000, ge=1_000)

@@ -80,6 +80,14 @@ class Proposal:
         rest = encode_unchecked({k: v for k, v in self.to_wire(with_block=False).items()})
         return b'{"block":' + self.block.wire_bytes + b"," + rest[1:]
 
+    def compact_wire(self) -> dict[str, Any]:
+        """The proposal with its block's transactions named by RFC 6962 leaf hash."""
+        block = self.block
+        return {**self.to_wire(with_block=False), "header": block.header.to_wire(),
+                "last_commit": None if block.last_commit is None
+                else block.last_commit.to_wire(),
+                "tx_leaves": [tx.leaf.hex() for tx in block.txs]}
+
     def to_wire(self, *, with_block: bool = True) -> dict[str, Any]:
         wire: dict[str, Any] = {
             "chain_id": self.chain_id,
