@@ -120,7 +120,7 @@ class Host:
             self.store.save_wal(action.record)
         elif isinstance(action, Commit):
             self.store.commit_block(action.block, action.certificate, action.execution.writes,
-                                    action.validators)
+                                    action.validators, action.execution.events)
             for listener in self.listeners.committed:
                 listener(action)
         elif isinstance(action, Broadcast):

@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from services.ledger.core import consortium
-from services.ledger.core.blocks import Block
+from services.ledger.core.blocks import Block, event_leaf
+from services.ledger.core.contract import Event
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.consensus.messages import WalRecord
 from services.ledger.core.encoding import decode, encode_unchecked
@@ -55,6 +56,8 @@ class Store(Protocol):
 
     def block_bytes(self, height: int) -> tuple[bytes, bytes] | None: ...
 
+    def events(self, height: int) -> list[Event] | None: ...
+
     def tip_validators(self) -> ValidatorSet | None: ...
 
     def genesis_hash(self) -> bytes | None: ...
@@ -68,7 +71,8 @@ class Store(Protocol):
     def save_wal(self, record: WalRecord) -> None: ...
 
     def commit_block(self, block: Block, certificate: CommitCertificate,
-                     writes: Mapping[bytes, bytes | None], validators: ValidatorSet) -> None: ...
+                     writes: Mapping[bytes, bytes | None], validators: ValidatorSet,
+                     events: Sequence[Event] = ()) -> None: ...
 
     def close(self) -> None: ...
 
@@ -104,6 +108,14 @@ def load_tip(store: Store, genesis: Genesis, app: Application) -> ChainTip:
                     stored.certificate, consortium.chain_params(view))
 
 
+def _events_bytes(events: Sequence[Event]) -> bytes:
+    return b"[" + b",".join(event_leaf(e) for e in events) + b"]"
+
+
+def _events_from(raw: bytes) -> list[Event]:
+    return [Event.from_wire(e) for e in json.loads(raw)]
+
+
 def _block_from(raw_block: bytes, raw_cert: bytes) -> StoredBlock:
     return StoredBlock(Block.from_wire(json.loads(raw_block)),
                        CommitCertificate.from_wire(json.loads(raw_cert)))
@@ -114,6 +126,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._blocks: dict[int, tuple[bytes, bytes]] = {}
+        self._events: dict[int, bytes] = {}
         self._state: dict[bytes, bytes] = {}
         self._wal: bytes | None = None
         self._validators: bytes | None = None
@@ -137,6 +150,10 @@ class MemoryStore:
     def block_bytes(self, height: int) -> tuple[bytes, bytes] | None:
         return self._blocks.get(height)
 
+    def events(self, height: int) -> list[Event] | None:
+        raw = self._events.get(height)
+        return None if raw is None else _events_from(raw)
+
     def tip_validators(self) -> ValidatorSet | None:
         return None if self._validators is None else \
             ValidatorSet.from_wire(json.loads(self._validators))
@@ -151,9 +168,11 @@ class MemoryStore:
         self._wal = encode_unchecked(record.to_wire())
 
     def commit_block(self, block: Block, certificate: CommitCertificate,
-                     writes: Mapping[bytes, bytes | None], validators: ValidatorSet) -> None:
+                     writes: Mapping[bytes, bytes | None], validators: ValidatorSet,
+                     events: Sequence[Event] = ()) -> None:
         if block.height != self._height + 1:
             raise InvariantViolation(f"commit of {block.height} on stored {self._height}")
+        self._events[block.height] = _events_bytes(events)
         self._blocks[block.height] = (block.wire_bytes,
                                       encode_unchecked(certificate.to_wire()))
         for key, value in writes.items():
@@ -173,7 +192,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY,
     hash BLOB NOT NULL UNIQUE,
     block BLOB NOT NULL,
-    certificate BLOB NOT NULL
+    certificate BLOB NOT NULL,
+    events BLOB NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -226,6 +246,11 @@ class SqliteStore:
         raw = self.block_bytes(height)
         return None if raw is None else _block_from(*raw)
 
+    def events(self, height: int) -> list[Event] | None:
+        row = self._db.execute("SELECT events FROM blocks WHERE height = ?",
+                               (height,)).fetchone()
+        return None if row is None else _events_from(bytes(row[0]))
+
     def block_height_of(self, block_hash: bytes) -> int | None:
         row = self._db.execute("SELECT height FROM blocks WHERE hash = ?",
                                (block_hash,)).fetchone()
@@ -248,16 +273,18 @@ class SqliteStore:
                          (encode_unchecked(record.to_wire()),))
 
     def commit_block(self, block: Block, certificate: CommitCertificate,
-                     writes: Mapping[bytes, bytes | None], validators: ValidatorSet) -> None:
+                     writes: Mapping[bytes, bytes | None], validators: ValidatorSet,
+                     events: Sequence[Event] = ()) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             stored = self.height()
             if block.height != stored + 1:
                 raise InvariantViolation(f"commit of {block.height} on stored {stored}")
-            db.execute("INSERT INTO blocks (height, hash, block, certificate) VALUES (?,?,?,?)",
+            db.execute("INSERT INTO blocks (height, hash, block, certificate, events) "
+                       "VALUES (?,?,?,?,?)",
                        (block.height, block.hash, block.wire_bytes,
-                        encode_unchecked(certificate.to_wire())))
+                        encode_unchecked(certificate.to_wire()), _events_bytes(events)))
             deletes = [(k,) for k, v in writes.items() if v is None]
             upserts = [(k, v) for k, v in writes.items() if v is not None]
             if deletes:
