@@ -220,6 +220,37 @@ async def _stop_when_orphaned(parent: int, stop: object) -> None:
         await asyncio.sleep(1.0)
 
 
+def _cmd_views(args: argparse.Namespace) -> int:
+    """Recreate every view from the chain (the gateway's store)."""
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from services.gateway.views.mongo import open_database
+    from services.gateway.views.projector import Projector
+    from services.ledger.node.store import SqliteStore
+    from services.runtime.datadir import DataDir
+
+    data = DataDir(Path(args.data))
+    store = SqliteStore(data.store(args.service))
+    uri = args.mongo_uri or os.environ.get("ECOSPHERE_MONGO_URI")
+
+    async def main() -> dict[str, object]:
+        views = await open_database(uri, data_dir=data.root / args.service,
+                                    db_name=args.db_name)
+        try:
+            report = await Projector(store, views.db).rebuild()
+        finally:
+            await views.close()
+        return report.to_dict()
+
+    try:
+        print(json.dumps(asyncio.run(main()), sort_keys=True))
+    finally:
+        store.close()
+    return 0
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -311,10 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--out", required=True)
     new.set_defaults(func=_cmd_keys)
 
+    views = sub.add_parser("views", help="the gateway's MongoDB views")
+    views.add_argument("action", choices=["rebuild"])
+    views.add_argument("--data", default="data")
+    views.add_argument("--service", default="gateway", help="whose store to read")
+    views.add_argument("--mongo-uri", help="else $ECOSPHERE_MONGO_URI, else the embedded "
+                                           "server (stop the gateway first)")
+    views.add_argument("--db-name", default="ecosphere")
+    views.set_defaults(func=_cmd_views)
+
     gen = sub.add_parser("genesis", help="create the consortium's keys and genesis")
     gen.add_argument("--data", default="data")
     gen.add_argument("--chain-id", default="ecosphere-local")
     gen.set_defaults(func=_cmd_genesis)
+
+    from services.sdk import cli as client_cli
+
+    client_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (figures with the machine's limits)")
     bench.add_argument("target", choices=["core", "network"])
@@ -331,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "client":
+        from services.sdk import cli as client_cli
+
+        return client_cli.run(args)
     return int(args.func(args))
 
 

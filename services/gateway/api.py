@@ -6,14 +6,19 @@ transactions the client signed; the gateway checks them statically (schema,
 size, chain, signature) and against the state it holds (sender, nonce), then
 gossips them to the validators in batches. It can never forge a transaction.
 
-Routes (this module; later issues add their own):
+Reads come from three places, and degrade independently:
 
-``POST /v1/transactions``       one transaction, or ``{"transactions": [...]}``;
-                                ``?wait=commit`` answers after commit with the
-                                block height and an inclusion proof
-``GET  /v1/blocks/{height}``    a block with its commit certificate (``latest`` too)
-``GET  /v1/status``             chain id, height, validators
-``GET  /v1/keys/{key_id}``      a key's registration and nonces
+* the replica itself (status, state values with proofs, validators, keys) —
+  always available;
+* the replica's store (blocks, transactions with proofs, event replay) —
+  always available;
+* the MongoDB views (lists and searches) — 503 ``views_unavailable`` while
+  MongoDB is down; the projector catches up when it returns.
+
+Handlers parse and map; chain logic stays in the ledger, queries in
+``services.gateway.views``. Every route is declared once as an
+:class:`~services.gateway.openapi.Endpoint`; ``/openapi.json`` is generated
+from the same declarations.
 """
 
 from __future__ import annotations
@@ -21,28 +26,47 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
-from services.gateway.problems import Problem, problem_from
+from services.gateway import models as m
+from services.gateway.openapi import Endpoint
+from services.gateway.policies import principal_of
+from services.gateway.problems import Problem
 from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.errors import EncodingError, LedgerError
 from services.ledger.core.replica import Commit, TxRejected
-from services.ledger.core.state import StateView
+from services.ledger.core.state import StateView, state_key
 from services.ledger.core.transactions import Transaction
 from services.ledger.node.runner import NodeRunner
 from services.ledger.node.settings import GatewayOptions
 
 JSON = "application/json"
+VALIDATOR_HEALTHY_MS = 10_000
 
 
 def _reject_float(text: str) -> Any:
     raise Problem(400, "bad_encoding", f"floating-point number {text} is not allowed")
+
+
+def parse_query(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Problem(400, "bad_query", f"{where}: {first['msg']}") from exc
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(payload, separators=(",", ":")).encode(),
+                        status=status, content_type=JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,25 +139,84 @@ class GatewayApi:
         self.runner = runner
         self.options = options
         self.waiters = CommitWaiters(options.waiters_max)
+        self.views: Any = None  # a services.gateway.views database, when configured
+        self.views_available: Callable[[], bool] = lambda: self.views is not None
         runner.host.listeners.committed.append(self.waiters.on_commit)
         runner.host.listeners.rejected.append(self.waiters.on_rejected)
 
-    def routes(self) -> list[web.RouteDef]:
+    @property
+    def replica(self) -> Any:
+        return self.runner.host.replica
+
+    def endpoints(self) -> list[Endpoint]:
+        E = Endpoint  # noqa: N806 - a short alias keeps the table readable
+        page = (400, 422, 429, 503)
         return [
-            web.post("/v1/transactions", self.post_transactions),
-            web.get("/v1/blocks/{height}", self.get_block),
-            web.get("/v1/status", self.get_status),
-            web.get("/v1/keys/{key_id}", self.get_key),
+            E("GET", "/v1/status", self.get_status, "Chain status", "chain",
+              {200: m.Status}),
+            E("POST", "/v1/transactions", self.post_transactions,
+              "Submit signed transactions (one, or a batch)", "transactions",
+              {200: m.TxResults, 202: m.TxResults}, query=m.SubmitQuery,
+              body=(m.SignedTransaction, m.TransactionBatch),
+              errors=(400, 409, 413, 415, 422, 429, 503),
+              description="A single transaction answers a single TxResult object; a batch "
+                          "answers {transactions: [...]}. With wait=commit the answer "
+                          "comes after commit, with height, inclusion proof and the "
+                          "block's commit certificate."),
+            E("GET", "/v1/transactions", self.list_transactions, "Search transactions",
+              "transactions", {200: m.TransactionPage}, query=m.TransactionsQuery,
+              errors=page),
+            E("GET", "/v1/transactions/{tx_hash}", self.get_transaction,
+              "A committed transaction with its inclusion proof and certificate",
+              "transactions", {200: m.TransactionWithProof},
+              path_params={"tx_hash": {"type": "string", "pattern": m.HEX32}},
+              errors=(400, 404, 429, 503)),
+            E("GET", "/v1/blocks", self.list_blocks, "Recent blocks", "explorer",
+              {200: m.BlockPage}, query=m.PageQuery, errors=page),
+            E("GET", "/v1/blocks/{height}", self.get_block,
+              "A block with its commit certificate", "explorer", {200: m.CertifiedBlock},
+              path_params={"height": {"type": "string",
+                                      "pattern": r"^(latest|[0-9]{1,15})$"}},
+              errors=(400, 404, 429)),
+            E("GET", "/v1/events", self.list_events, "Search events", "events",
+              {200: m.EventPage}, query=m.EventsQuery, errors=page),
+            E("GET", "/v1/events/replay", self.replay_events,
+              "Replay partner events (CloudEvents) from any height, from the chain",
+              "events", {200: m.CloudEventsPage}, query=m.ReplayQuery,
+              errors=(400, 422, 429)),
+            E("GET", "/v1/state/{key}", self.get_state,
+              "A state value (or its absence) with a proof against a certified block",
+              "explorer", {200: m.StateValue},
+              path_params={"key": {"type": "string", "minLength": 1, "maxLength": 512}},
+              errors=(400, 429)),
+            E("GET", "/v1/validators", self.get_validators,
+              "Validators and their health as the gateway sees them", "explorer",
+              {200: m.ValidatorsResponse}, errors=(429,)),
+            E("GET", "/v1/keys/{key_id}", self.get_key,
+              "A key's registration and nonces", "identity", {200: m.KeyInfo},
+              path_params={"key_id": {"type": "string", "pattern": m.KEY_ID}},
+              errors=(400, 404, 429)),
+            E("GET", "/v1/orgs/{org_id}", self.get_org, "An organisation", "identity",
+              {200: m.Organisation},
+              path_params={"org_id": {"type": "string", "pattern": r"^[a-z0-9._-]{1,64}$"}},
+              errors=(400, 404, 429)),
+            E("GET", "/v1/me", self.get_me, "Who the signed caller is (private)",
+              "identity", {200: m.Me}, signed=True, errors=(400, 401, 429)),
         ]
+
+    def routes(self) -> list[web.RouteDef]:
+        out = []
+        for e in self.endpoints():
+            path = e.path.replace("{key}", "{key:.+}")
+            out.append(web.route(e.method, path, e.handler))
+        return out
 
     # --- transactions --------------------------------------------------------------------
 
     async def post_transactions(self, request: web.Request) -> web.Response:
         if request.content_type != JSON:
             raise Problem(415, "unsupported_media_type", "send application/json")
-        wait = request.query.get("wait")
-        if wait not in (None, "commit"):
-            raise Problem(400, "bad_query", "wait must be 'commit'")
+        query = parse_query(request, m.SubmitQuery)
         raw = await request.read()
         try:
             body = json.loads(raw, parse_float=_reject_float)
@@ -166,15 +249,15 @@ class GatewayApi:
                 continue
             accepted.append(tx)
             results.append({"tx_hash": tx.hash.hex(), "status": "pending"})
-        if wait == "commit" and accepted:
+        if query.wait == "commit" and accepted:
             receipts = await self._wait_commit(accepted)
             by_hash = {r["tx_hash"]: r for r in receipts}
-            results = [by_hash.get(r.get("tx_hash", ""), r) for r in results]
-        status = 200 if all(r["status"] == "committed" for r in results) else 202
-        payload = {"transactions": results} if batch else results[0]
+            results = [by_hash.get(r["tx_hash"], r) if r["status"] == "pending" else r
+                       for r in results]
         if not batch and results[0]["status"] == "rejected":
-            status = results[0].get("http_status", 422)
-        return web.json_response(payload, status=status)
+            raise Problem(422, str(results[0]["code"]), str(results[0]["detail"]))
+        status = 200 if all(r["status"] == "committed" for r in results) else 202
+        return json_response({"transactions": results} if batch else results[0], status)
 
     async def _wait_commit(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
         futures = [(tx, self.waiters.wait(tx.hash)) for tx in txs]
@@ -205,21 +288,59 @@ class GatewayApi:
             out.extend(r.to_wire(p) for r, p in zip(receipts, proofs, strict=True))
         return out
 
-    # --- blocks and status -------------------------------------------------------------
+    async def list_transactions(self, request: web.Request) -> web.Response:
+        q = parse_query(request, m.TransactionsQuery)
+        from services.gateway.views import queries
+
+        page = await self._views(queries.list_transactions(
+            self._db(), sender=q.sender, kind=q.kind, contract=q.contract, height=q.height,
+            cursor=q.cursor, limit=q.limit))
+        items = [{"tx_hash": item.pop("hash"), **item} for item in page["items"]]
+        return json_response({"items": items, "next_cursor": page["next_cursor"]})
+
+    async def get_transaction(self, request: web.Request) -> web.Response:
+        tx_hash = request.match_info["tx_hash"]
+        if not _is_hex32(tx_hash):
+            raise Problem(400, "bad_tx_hash", "a transaction hash is 64 lowercase hex digits")
+        from services.gateway.views import queries
+
+        record = await self._views(queries.get_transaction(self._db(), tx_hash))
+        if record is None:
+            raise Problem(404, "tx_not_found", f"no committed transaction {tx_hash}")
+        stored = self.runner.host.store.block(int(record["height"]))
+        if stored is None:
+            raise Problem(503, "views_ahead", "the views know a block this replica lacks")
+        block, index = stored.block, int(record["index"])
+        tx = block.txs[index]
+        if tx.hash.hex() != tx_hash:
+            raise Problem(503, "views_inconsistent", "the views disagree with the chain")
+        proof = merkle.inclusion_proof(tx_leaf_hashes(block.txs), index)
+        return json_response({
+            "transaction": tx.to_wire(), "tx_hash": tx_hash, "height": block.height,
+            "index": index, "block_hash": block.hash.hex(), "header": block.header.to_wire(),
+            "proof": merkle.InclusionProof(index, len(block.txs), proof).to_wire(),
+            "certificate": stored.certificate.to_wire(),
+        })
+
+    # --- blocks and events -----------------------------------------------------------------
+
+    async def list_blocks(self, request: web.Request) -> web.Response:
+        q = parse_query(request, m.PageQuery)
+        from services.gateway.views import queries
+
+        return json_response(await self._views(queries.list_blocks(
+            self._db(), cursor=q.cursor, limit=q.limit)))
 
     async def get_block(self, request: web.Request) -> web.Response:
-        tip = self.runner.host.replica.tip
+        tip = self.replica.tip
         raw_height = request.match_info["height"]
         if raw_height == "latest":
             height = tip.height
+        elif raw_height.isdigit() and len(raw_height) <= 15:
+            height = int(raw_height)
         else:
-            try:
-                height = int(raw_height)
-            except ValueError as exc:
-                raise Problem(400, "bad_height", "height must be an integer or 'latest'") \
-                    from exc
-        store = self.runner.host.store
-        stored = store.block_bytes(height) if height > 0 else None
+            raise Problem(400, "bad_height", "height must be a positive integer or 'latest'")
+        stored = self.runner.host.store.block_bytes(height) if height > 0 else None
         if stored is None:
             raise Problem(404, "block_not_found", f"no block at height {height} "
                           f"(the chain is at {tip.height})")
@@ -227,10 +348,65 @@ class GatewayApi:
         body = b'{"block":' + block + b',"certificate":' + certificate + b"}"
         return web.Response(body=body, content_type=JSON)
 
-    async def get_key(self, request: web.Request) -> web.Response:
-        """A key's registration and its nonces: committed, and next usable here."""
-        key_id = request.match_info["key_id"]
-        replica = self.runner.host.replica
+    async def list_events(self, request: web.Request) -> web.Response:
+        q = parse_query(request, m.EventsQuery)
+        from services.gateway.views import queries
+
+        return json_response(await self._views(queries.list_events(
+            self._db(), type=q.type, domain=q.domain, tx_hash=q.tx_hash,
+            from_height=q.from_height, cursor=q.cursor, limit=q.limit)))
+
+    async def replay_events(self, request: web.Request) -> web.Response:
+        q = parse_query(request, m.ReplayQuery)
+        from services.gateway.events import replay
+
+        try:
+            items, cursor = replay(self.runner.host.store, from_height=q.from_height,
+                                   after=q.after, limit=q.limit,
+                                   chain_id=self.replica.chain_id)
+        except ValueError as exc:
+            raise Problem(400, "bad_cursor", str(exc)) from exc
+        return json_response({"items": items, "next_cursor": cursor})
+
+    # --- state, validators, identities --------------------------------------------------
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        try:
+            raw_key = state_key(key)
+        except ValueError as exc:
+            raise Problem(400, "bad_state_key", str(exc)) from exc
+        replica = self.replica
+        tip = replica.tip
+        if tip.height == 0 or tip.certificate is None:
+            raise Problem(503, "no_blocks_yet", "no block has been committed yet")
+        raw = tip.state.get(raw_key)
+        stored = self.runner.host.store.block(tip.height)
+        if stored is None:
+            raise Problem(503, "store_behind", "the store has not caught up with the tip")
+        return json_response({
+            "key": key, "value": None if raw is None else json.loads(raw),
+            "height": tip.height, "header": stored.block.header.to_wire(),
+            "certificate": tip.certificate.to_wire(),
+            "proof": tip.state.prove(raw_key).to_wire(),
+        })
+
+    async def get_validators(self, request: web.Request) -> web.Response:
+        replica = self.replica
+        vset = replica.tip.next_validators
+        now = int(time.time() * 1000)
+        seen = replica.peer_last_seen
+        items = []
+        for v in vset.validators:
+            last = seen.get(v.key_id)
+            items.append({"key_id": v.key_id, "org": v.org, "power": v.power,
+                          "last_seen_ms": last,
+                          "healthy": last is not None and now - last <= VALIDATOR_HEALTHY_MS})
+        return json_response({"height": replica.height, "validators_hash": vset.hash.hex(),
+                              "quorum_power": vset.quorum_power, "validators": items})
+
+    def _key_info(self, key_id: str) -> dict[str, Any]:
+        replica = self.replica
         view = StateView(replica.tip.state)
         record = consortium.key_record(view, key_id)
         if record is None:
@@ -240,14 +416,33 @@ class GatewayApi:
         usable = committed
         while usable in waiting:
             usable += 1
-        return web.json_response({**record, "next_nonce": committed,
-                                  "next_usable_nonce": usable, "pending": len(waiting),
-                                  "height": replica.tip.height})
+        return {**record, "next_nonce": committed, "next_usable_nonce": usable,
+                "pending": len(waiting), "height": replica.tip.height}
+
+    async def get_key(self, request: web.Request) -> web.Response:
+        key_id = request.match_info["key_id"]
+        if len(key_id) != 32 or not _is_hex(key_id):
+            raise Problem(400, "bad_key_id", "a key id is 32 lowercase hex digits")
+        return json_response(self._key_info(key_id))
+
+    async def get_org(self, request: web.Request) -> web.Response:
+        org_id = request.match_info["org_id"]
+        if not 0 < len(org_id) <= 64 or not consortium.ORG_ID_CHARS.issuperset(org_id):
+            raise Problem(400, "bad_org_id", "an organisation id is 1..64 of [a-z0-9-_.]")
+        record = consortium.org_record(StateView(self.replica.tip.state), org_id)
+        if record is None:
+            raise Problem(404, "org_not_found", f"no organisation {org_id!r}")
+        return json_response(record)
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        key = self._key_info(principal_of(request))
+        org = consortium.org_record(StateView(self.replica.tip.state), key["org"])
+        return json_response({"key": key, "organisation": org})
 
     async def get_status(self, request: web.Request) -> web.Response:
-        replica = self.runner.host.replica
+        replica = self.replica
         tip = replica.tip
-        return web.json_response({
+        return json_response({
             "chain_id": replica.chain_id,
             "genesis_hash": replica.genesis.hash.hex(),
             "height": tip.height,
@@ -259,7 +454,36 @@ class GatewayApi:
             "server_time": int(time.time() * 1000),
         })
 
+    # --- views ------------------------------------------------------------------------
+
+    def _db(self) -> Any:
+        if self.views is None or not self.views_available():
+            raise Problem(503, "views_unavailable", "the indexed views are not available "
+                          "now; blocks, proofs and state are", retry_after_s=5)
+        return self.views
+
+    async def _views(self, call: Any) -> Any:
+        try:
+            return await call
+        except ValueError as exc:
+            raise Problem(400, "bad_cursor", str(exc)) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("pymongo"):
+                raise Problem(503, "views_unavailable", f"MongoDB: {type(exc).__name__}",
+                              retry_after_s=5) from exc
+            raise
+
 
 def _problem_body(exc: LedgerError) -> dict[str, Any]:
+    from services.gateway.problems import problem_from
+
     problem = problem_from(exc)
-    return {"code": problem.code, "detail": problem.detail, "http_status": problem.status}
+    return {"code": problem.code, "detail": problem.detail}
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _is_hex32(text: str) -> bool:
+    return len(text) == 64 and _is_hex(text)

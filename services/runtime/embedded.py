@@ -76,6 +76,7 @@ class EmbeddedNetwork:
         self.nodes[service] = node
         node.runner.start()
         if service == "gateway":
+            await node.start_gateway_extras(None)
             self.port = await node.serve_http()
         return node
 

@@ -23,6 +23,7 @@ import aiohttp
 
 from services.ledger.core.transactions import Transaction, sign_transaction
 from services.runtime.datadir import bench_client_key
+from services.sdk.client import ApiError, AsyncClient
 
 TICK_S = 0.01
 
@@ -56,19 +57,17 @@ class Recorder:
         self.offered = 0
         self.refused: dict[str, int] = {}
 
-    async def post(self, session: aiohttp.ClientSession, url: str, batch: list[bytes]) -> None:
-        body = b'{"transactions":[' + b",".join(batch) + b"]}"
+    async def post(self, client: AsyncClient, batch: list[bytes]) -> None:
         self.offered += len(batch)
         started = time.perf_counter()
         try:
-            async with session.post(url, data=body,
-                                    headers={"content-type": "application/json"}) as resp:
-                payload: Any = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.refused[type(exc).__name__] = self.refused.get(type(exc).__name__, 0) + 1
+            results = await client.submit_wire(batch, wait=True)
+        except (aiohttp.ClientError, TimeoutError, ApiError) as exc:
+            name = exc.code if isinstance(exc, ApiError) else type(exc).__name__
+            self.refused[name] = self.refused.get(name, 0) + len(batch)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
-        for result in payload.get("transactions", []):
+        for result in results:
             if result.get("status") == "committed":
                 self.committed += 1
                 self.latencies_ms.append(elapsed_ms)
@@ -78,15 +77,12 @@ class Recorder:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
-                                     connector=aiohttp.TCPConnector(limit=0)) as session:
-        async with session.get(f"{args.gateway}/v1/status") as resp:
-            status = await resp.json()
+    async with AsyncClient(args.gateway, timeout_s=120) as client:
+        status = await client.status()
         chain_id = status["chain_id"]
         created_at = int(status["server_time"])
         total = int(args.count)
         txs = presign(chain_id, args.clients, total, created_at, args.start_nonce)
-        url = f"{args.gateway}/v1/transactions?wait=commit"
         rec = Recorder()
         started = time.perf_counter()
         if args.mode == "saturate":
@@ -94,7 +90,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def worker() -> None:
                 while queue and time.perf_counter() - started < args.duration:
-                    await rec.post(session, url, queue.pop(0))
+                    await rec.post(client, queue.pop(0))
 
             await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         else:
@@ -108,8 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 take = int(owed)
                 owed -= take
                 if take:
-                    task = asyncio.create_task(rec.post(session, url,
-                                                        txs[cursor:cursor + take]))
+                    task = asyncio.create_task(rec.post(client, txs[cursor:cursor + take]))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     cursor += take

@@ -24,13 +24,18 @@ from typing import Any
 from aiohttp import web
 
 from services.composition import build_application
+from services.gateway import models
 from services.gateway.api import GatewayApi
+from services.gateway.openapi import Endpoint, docs_routes
+from services.gateway.policies import Policies, PolicyLimits
 from services.gateway.problems import Problem, problem_middleware
+from services.ledger.core import consortium
 from services.ledger.core.consensus.tendermint import TimeoutParams
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.mempool import MempoolLimits
 from services.ledger.core.replica import ReplicaConfig
+from services.ledger.core.state import StateView
 from services.ledger.node import keys
 from services.ledger.node.amqp import AmqpLimits, AmqpTransport, Topology, TransportStats
 from services.ledger.node.host import Transport
@@ -40,6 +45,7 @@ from services.ledger.node.settings import DEFAULT_AMQP_URL, NodeSettings
 from services.ledger.node.store import SqliteStore
 
 log = logging.getLogger("ecosphere.service")
+__version__ = "0.1.0"
 
 
 def replica_config(settings: NodeSettings) -> ReplicaConfig:
@@ -88,6 +94,11 @@ class ServiceNode:
     gateway: GatewayApi | None = None
     site: web.TCPSite | None = None
     web_runner: web.AppRunner | None = None
+    views: Any = None  # services.gateway.views.mongo.ViewsDatabase
+    projector: Any = None  # services.gateway.views.projector.Projector
+    publisher: Any = None  # services.gateway.events.EventPublisher
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop_extras: asyncio.Event = field(default_factory=asyncio.Event)
 
     def boot(self, transport: Transport) -> None:
         s = self.settings
@@ -104,17 +115,88 @@ class ServiceNode:
     def deliver(self, data: bytes) -> bool:
         return self.runner.deliver(data)
 
+    async def start_gateway_extras(self, amqp_url: str | None) -> None:
+        """The gateway's followers of the chain: MongoDB views and partner events.
+
+        Both read committed blocks from this replica's store and keep their own
+        checkpoint, so an outage of MongoDB or of the broker delays them and loses
+        nothing. Without MongoDB (or the embedded server) the gateway still serves
+        everything that needs no views.
+        """
+        s = self.settings
+        if s.service != "gateway":
+            return
+        store = self.runner.host.store
+        if s.views.enabled:
+            from services.gateway.views.mongo import open_database
+            from services.gateway.views.projector import (
+                Projector,
+                ProjectorCollector,
+                ProjectorLimits,
+            )
+
+            try:
+                self.views = await open_database(s.mongo_uri, data_dir=s.node_dir,
+                                                 db_name=s.views.db_name)
+            except RuntimeError as exc:
+                log.warning("views disabled: %s", exc)
+            else:
+                limits = ProjectorLimits(batch_blocks_max=s.views.batch_blocks_max,
+                                         ready_lag_blocks_max=s.views.ready_lag_blocks_max)
+                self.projector = Projector(store, self.views.db, limits=limits)
+                self.metrics.registry.register(ProjectorCollector(self.projector))
+                self.runner.host.listeners.committed.append(
+                    lambda _c: self.projector.notify())
+                if self.gateway is not None:
+                    self.gateway.views = self.views.db
+                    self.gateway.views_available = lambda: bool(self.projector.available)
+                self._tasks.append(asyncio.create_task(self.projector.run(self._stop_extras)))
+        if amqp_url is not None and s.views.events_enabled:
+            from services.gateway.events import EventPublisher
+
+            self.publisher = EventPublisher(store, url=amqp_url,
+                                            checkpoint_path=s.node_dir / "events.checkpoint",
+                                            topology=Topology(s.amqp.prefix))
+            self.runner.host.listeners.committed.append(lambda _c: self.publisher.notify())
+            self._tasks.append(asyncio.create_task(self.publisher.run(self._stop_extras)))
+
     # --- HTTP -----------------------------------------------------------------------
 
     def web_app(self) -> web.Application:
         s = self.settings
-        app = web.Application(middlewares=[problem_middleware],
-                              client_max_size=s.gateway.body_bytes_max)
+        if self.gateway is None:
+            app = web.Application(middlewares=[problem_middleware],
+                                  client_max_size=s.gateway.body_bytes_max)
+        else:
+            g = s.gateway
+            policies = Policies(PolicyLimits(rate_per_s=g.rate_per_s, rate_burst=g.rate_burst,
+                                             cors_origins=tuple(g.cors_origins)),
+                                resolve_key=self.resolve_key)
+            app = web.Application(middlewares=policies.middlewares(),
+                                  client_max_size=g.body_bytes_max)
+            app.add_routes(self.gateway.routes())
+            app.add_routes(docs_routes(self.gateway.endpoints() + self.admin_endpoints(),
+                                       title="ecosphere gateway", version=__version__))
         app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz),
                         web.get("/metrics", self.metrics_endpoint)])
-        if self.gateway is not None:
-            app.add_routes(self.gateway.routes())
         return app
+
+    def admin_endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("GET", "/healthz", self.healthz, "Liveness", "admin",
+                     {200: models.Health}, errors=(503,)),
+            Endpoint("GET", "/readyz", self.readyz, "Readiness: connected and caught up",
+                     "admin", {200: models.Readiness}, errors=(503,)),
+            Endpoint("GET", "/metrics", self.metrics_endpoint, "Prometheus metrics", "admin",
+                     {200: None}, errors=(), content_type="text/plain"),
+        ]
+
+    def resolve_key(self, key_id: str) -> bytes | None:
+        """The public key of an active key registered on the chain (RFC 9421 keyid)."""
+        record = consortium.key_record(StateView(self.runner.host.replica.tip.state), key_id)
+        if record is None or record["status"] != "active":
+            return None
+        return bytes.fromhex(record["public_key"])
 
     async def serve_http(self) -> int:
         s = self.settings
@@ -142,6 +224,8 @@ class ServiceNode:
         behind = self.metrics.behind()
         if behind > self.settings.ready_lag_blocks_max:
             reasons.append(f"catching up: {behind} blocks behind")
+        if self.projector is not None and not self.projector.ready:
+            reasons.append(f"views lag {self.projector.lag_blocks} blocks")
         replica = self.runner.host.replica
         return {"ready": not reasons, "reasons": reasons, "height": replica.tip.height,
                 "behind": behind, "peers_seen": len(replica.peers_seen)}
@@ -158,8 +242,13 @@ class ServiceNode:
                             headers={"Content-Type": CONTENT_TYPE})
 
     async def close(self) -> None:
+        self._stop_extras.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
         if self.web_runner is not None:
             await self.web_runner.cleanup()
+        if self.views is not None:
+            await self.views.close()
         self.runner.stop()
 
 
@@ -176,6 +265,7 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
     node.boot(transport)
     await _connect(transport, stop)
     node.runner.start()
+    await node.start_gateway_extras(settings.amqp_url or DEFAULT_AMQP_URL)
     port = await node.serve_http()
     where = "http" if settings.service == "gateway" else "admin"
     log.info("%s up: %s on %s:%d, height %d", settings.service, where,

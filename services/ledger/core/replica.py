@@ -218,6 +218,8 @@ class Replica:
         self._pending_rejections: list[Rejection] = []
         self.last_rejection: str | None = None
         self._blocks_requested: set[bytes] = set()
+        self.peer_last_seen: dict[str, int] = {}
+        self._now = 0
         self.compact_misses = 0
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -350,6 +352,7 @@ class Replica:
         ``last_rejection`` names the reason this message was refused (None: accepted)."""
         out: list[Action] = []
         self.last_rejection = None
+        self._now = now
         try:
             env = open_envelope(data, chain_id=self.chain_id,
                                 size_max=self.config.message_bytes_max)
@@ -380,6 +383,7 @@ class Replica:
             raise InvalidMessage("message signature does not verify", code="bad_signature")
         if self.key is None or env.sender != self.key.key_id:
             self.peers_seen.add(env.sender)
+            self.peer_last_seen[env.sender] = self._now
 
     def _node_key(self, key_id: str) -> bytes | None:
         if key_id not in self._node_keys:

@@ -63,6 +63,17 @@ class GatewayOptions(BaseModel):
     batch_txs_max: int = Field(1_000, ge=1)
     wait_commit_ms: int = Field(30_000, ge=100)
     waiters_max: int = Field(100_000, ge=1)
+    rate_per_s: float = Field(2_000.0, gt=0)  # per key (signed) or per client address
+    rate_burst: float = Field(4_000.0, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class ViewsOptions(BaseModel):
+    enabled: bool = True  # gateway only
+    ready_lag_blocks_max: int = Field(50, ge=0)  # /readyz false beyond this projection lag
+    batch_blocks_max: int = Field(200, ge=1)
+    events_enabled: bool = True  # publish partner CloudEvents (AMQP mode)
+    db_name: str = Field("ecosphere", min_length=1, max_length=60)
 
 
 class NodeSettings(BaseSettings):
@@ -72,6 +83,7 @@ class NodeSettings(BaseSettings):
     service: ServiceName = "ledger"
     data_dir: Path = Path("data")
     amqp_url: str | None = None  # None: the default local broker, else embedded
+    mongo_uri: str | None = None  # None: an embedded SecantusDB under <data>/gateway/views
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(0, ge=0, le=65535)  # 0: the gateway serves admin on its port
     log_level: str = "INFO"
@@ -80,6 +92,7 @@ class NodeSettings(BaseSettings):
     limits: ReplicaLimits = ReplicaLimits()
     amqp: AmqpOptions = AmqpOptions()
     gateway: GatewayOptions = GatewayOptions()
+    views: ViewsOptions = ViewsOptions()
     config_file: Path | None = None
 
     @classmethod

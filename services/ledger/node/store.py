@@ -30,9 +30,9 @@ from typing import Protocol
 
 from services.ledger.core import consortium
 from services.ledger.core.blocks import Block, event_leaf
-from services.ledger.core.contract import Event
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.consensus.messages import WalRecord
+from services.ledger.core.contract import Event
 from services.ledger.core.encoding import decode, encode_unchecked
 from services.ledger.core.errors import InvariantViolation
 from services.ledger.core.execution import Application

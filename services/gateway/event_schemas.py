@@ -1,0 +1,313 @@
+"""The schemas of partner events: the ``data`` of every event type, and the envelope.
+
+Every domain event a block emits (``services.ledger.core.contract.Event``) is
+published to partners as a CloudEvent 1.0 (``services.gateway.events``). This
+module says what partners receive:
+
+* one pydantic model per event type for the CloudEvent's ``data`` — exactly
+  the event's attributes as the contract emits them (``extra="forbid"``: an
+  attribute added to a contract is a schema change, caught by the tests, and
+  ``docs/asyncapi.yaml`` is regenerated with it);
+* :data:`EVENT_SCHEMAS`, the registry ``event type -> data model``, which
+  :mod:`services.gateway.asyncapi` turns into the AsyncAPI document. Domains
+  added later (trace, customs, credit) call :func:`register` for theirs;
+* :class:`CloudEventEnvelope`, the CloudEvent as we publish it (CloudEvents
+  JSON format, which is also the body of every AMQP message: structured
+  content mode).
+
+Event types are named ``<contract>.<entity>.<past_verb>``; the AMQP routing
+key is exactly the event type and the *domain* is its first segment.
+
+The envelope's extension attributes (CloudEvents extension names are lowercase
+letters and digits only):
+
+``height``      the block height (CloudEvents Integer)
+``txhash``      the emitting transaction's hash, lowercase hex; absent for
+                events of a block hook (deadlines, validator-set changes)
+``eventindex``  the event's position among the block's events (CloudEvents Integer)
+
+The event ``id`` is ``<tx hash hex>:<eventindex>`` (``<block hash hex>:<eventindex>``
+for block-hook events): stable across re-publication, so partners
+de-duplicate by it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+from services.ledger.core import consortium
+
+#: ``<contract>.<entity>.<past_verb>``, lowercase
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
+_EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
+#: CloudEvents 1.0 extension attribute names
+EXTENSION_NAME_PATTERN = r"^[a-z0-9]{1,20}$"
+#: CloudEvents ``Integer`` is a signed 32-bit integer
+CE_INTEGER_MAX = 2**31 - 1
+DATA_CONTENT_TYPE = "application/json"
+SPEC_VERSION = "1.0"
+EVENT_ID_PATTERN = r"^[0-9a-f]{64}:(0|[1-9][0-9]*)$"
+SOURCE_PATTERN = r"^/ecosphere/[a-z0-9][a-z0-9-]{0,63}$"
+
+
+def _one_of(allowed: frozenset[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not a known {what}")
+        return value
+
+    return check
+
+
+Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$",
+                             description="a key id: 16 bytes of a tagged SHA-256 "
+                                         "of the public key, lowercase hex")]
+OrgId = Annotated[str, Field(pattern=r"^[a-z0-9_.-]{1,64}$",
+                             description="an organisation id")]
+# Derived from the consortium contract, so the schema cannot drift from it.
+OrgRole = Annotated[str, AfterValidator(_one_of(consortium.ORG_ROLES, "organisation role")),
+                    WithJsonSchema({"type": "string", "enum": sorted(consortium.ORG_ROLES)})]
+Permission = Annotated[str, AfterValidator(_one_of(consortium.PERMISSIONS, "key permission")),
+                       WithJsonSchema({"type": "string", "enum": sorted(consortium.PERMISSIONS)})]
+ProposalType = Annotated[
+    str, AfterValidator(_one_of(consortium.PROPOSAL_ACTIONS, "proposal action")),
+    WithJsonSchema({"type": "string", "enum": sorted(consortium.PROPOSAL_ACTIONS)})]
+BlockTimeMs = Annotated[int, Field(ge=0, description="BFT block time, ms since the Unix epoch")]
+
+
+class EventData(BaseModel):
+    """Base of the ``data`` models: exactly the attributes the contract emits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- notary ------------------------------------------------------------------------
+
+class NotaryDocumentAnchored(EventData):
+    """A document's SHA-256 digest was anchored: the chain proves who and when."""
+
+    digest: Hex64 = Field(description="SHA-256 of the document, lowercase hex")
+    by: KeyId = Field(description="the key that anchored it")
+    org: OrgId = Field(description="the organisation of that key")
+    label: str = Field(max_length=128, description="a short label, possibly empty")
+
+
+# --- consortium ----------------------------------------------------------------------
+
+class ConsortiumOrganisationRegistered(EventData):
+    """The platform operator registered an organisation with ordinary roles."""
+
+    org: OrgId
+    name: str = Field(min_length=1, max_length=256)
+    roles: list[OrgRole] = Field(min_length=1)
+    admin_key: KeyId = Field(description="the id of the organisation's first admin key")
+    by: OrgId = Field(description="the registering organisation")
+
+
+class ConsortiumKeyAdded(EventData):
+    """An organisation admin certified a new key for the organisation."""
+
+    key_id: KeyId
+    org: OrgId
+    permissions: list[Permission] = Field(min_length=1)
+    by: KeyId = Field(description="the admin key that added it")
+
+
+class ConsortiumKeyRotated(EventData):
+    """A key replaced itself by a successor (the old key is retired)."""
+
+    key_id: KeyId
+    successor: KeyId
+    org: OrgId
+
+
+class ConsortiumKeyRevoked(EventData):
+    """A key was revoked by itself or by an admin of its organisation."""
+
+    key_id: KeyId
+    org: OrgId
+    reason: str = Field(max_length=256)
+    by: KeyId = Field(description="the key that revoked it")
+
+
+class ValidatorSpec(BaseModel):
+    """A validator as a ``set_validators`` proposal names it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    public_key: Hex64 = Field(description="Ed25519 public key, lowercase hex")
+    power: int = Field(ge=1, le=1_000_000)
+    org: OrgId
+
+
+class ProposalAction(BaseModel):
+    """What a governance proposal does once more than two thirds approved it.
+
+    Fields by ``type``: ``set_validators``: ``effective_height``, ``validators``;
+    ``grant_roles``/``revoke_roles``: ``org``, ``roles``;
+    ``suspend_organisation``/``reinstate_organisation``: ``org``. The action is
+    recorded as the proposer submitted it (other fields are kept).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: ProposalType
+    effective_height: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = None
+    validators: Annotated[list[ValidatorSpec], Field(min_length=1)] | SkipJsonSchema[None] = None
+    org: OrgId | SkipJsonSchema[None] = None
+    roles: Annotated[list[OrgRole], Field(min_length=1)] | SkipJsonSchema[None] = None
+
+
+ProposalId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
+                                  description="the proposal id: the hash of the proposing "
+                                              "transaction, lowercase hex")]
+
+
+class ConsortiumProposalSubmitted(EventData):
+    """A validator organisation submitted a governance proposal (its approval counts)."""
+
+    proposal: ProposalId
+    action: ProposalAction
+    by: OrgId = Field(description="the proposing organisation")
+    expires: BlockTimeMs = Field(description="block time after which it expires, ms")
+
+
+class ConsortiumProposalApproved(EventData):
+    """A validator organisation approved an open proposal."""
+
+    proposal: ProposalId
+    by: OrgId = Field(description="the approving organisation")
+
+
+class ConsortiumProposalExecuted(EventData):
+    """A proposal reached more than two thirds of the validator organisations and ran."""
+
+    proposal: ProposalId
+    action: ProposalAction
+
+
+class ConsortiumProposalExpired(EventData):
+    """An open proposal's deadline passed on block time (emitted by a block hook)."""
+
+    proposal: ProposalId
+
+
+class ConsortiumValidatorsChanged(EventData):
+    """A scheduled validator set takes effect (emitted by a block hook)."""
+
+    effective_height: int = Field(ge=1)
+    validators: list[KeyId] = Field(min_length=1,
+                                    description="the key ids of the new validator set")
+
+
+# --- the registry --------------------------------------------------------------------
+
+#: event type -> model of its ``data``
+EVENT_SCHEMAS: dict[str, type[BaseModel]] = {}
+#: event type -> the ``data`` attribute used as the CloudEvent ``subject`` (if any)
+EVENT_SUBJECTS: dict[str, str] = {}
+
+
+def register(event_type: str, model: type[BaseModel], *, subject: str | None = None) -> None:
+    """Register the ``data`` model of ``event_type`` (idempotent for the same model).
+
+    ``subject``: the name of a string attribute that identifies what the event
+    is about (a document digest, an organisation id); it becomes the
+    CloudEvent ``subject``.
+    """
+    if not _EVENT_TYPE_RE.match(event_type):
+        raise ValueError(f"event type {event_type!r} is not <contract>.<entity>.<past_verb>")
+    known = EVENT_SCHEMAS.get(event_type)
+    if known is not None and known is not model:
+        raise ValueError(f"event type {event_type!r} is already registered "
+                         f"with {known.__name__}")
+    if subject is not None and subject not in model.model_fields:
+        raise ValueError(f"{model.__name__} has no field {subject!r} for the subject")
+    names = {m.__name__ for t, m in EVENT_SCHEMAS.items() if t != event_type}
+    if model.__name__ in names:
+        raise ValueError(f"another event type already uses a model named {model.__name__}")
+    EVENT_SCHEMAS[event_type] = model
+    if subject is None:
+        EVENT_SUBJECTS.pop(event_type, None)
+    else:
+        EVENT_SUBJECTS[event_type] = subject
+
+
+def subject_of(event_type: str, attributes: dict[str, Any]) -> str | None:
+    """The CloudEvent ``subject`` of an event, if its type names one."""
+    name = EVENT_SUBJECTS.get(event_type)
+    value = None if name is None else attributes.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def validate_data(event_type: str, data: Any) -> BaseModel:
+    """Check ``data`` against its type's model; ``KeyError`` for an unregistered type."""
+    return EVENT_SCHEMAS[event_type].model_validate(data)
+
+
+register("notary.document.anchored", NotaryDocumentAnchored, subject="digest")
+register("consortium.organisation.registered", ConsortiumOrganisationRegistered, subject="org")
+register("consortium.key.added", ConsortiumKeyAdded, subject="key_id")
+register("consortium.key.rotated", ConsortiumKeyRotated, subject="key_id")
+register("consortium.key.revoked", ConsortiumKeyRevoked, subject="key_id")
+register("consortium.proposal.submitted", ConsortiumProposalSubmitted, subject="proposal")
+register("consortium.proposal.approved", ConsortiumProposalApproved, subject="proposal")
+register("consortium.proposal.executed", ConsortiumProposalExecuted, subject="proposal")
+register("consortium.proposal.expired", ConsortiumProposalExpired, subject="proposal")
+register("consortium.validators.changed", ConsortiumValidatorsChanged)
+
+
+# --- the envelope --------------------------------------------------------------------
+
+class CloudEventEnvelope(BaseModel):
+    """A partner event: a CloudEvent 1.0 in the CloudEvents JSON format.
+
+    This is the body of every message on the events exchange (structured
+    content mode) and every item a replay returns.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = Field(description="CloudEvents specification version")
+    id: str = Field(pattern=EVENT_ID_PATTERN,
+                    description="`<tx hash>:<eventindex>`, or `<block hash>:<eventindex>` "
+                                "for block-hook events; stable: de-duplicate by it")
+    source: str = Field(pattern=SOURCE_PATTERN, description="`/ecosphere/<chain id>`")
+    type: str = Field(pattern=EVENT_TYPE_PATTERN,
+                      description="the event type, `<contract>.<entity>.<past_verb>`; "
+                                  "also the AMQP routing key")
+    subject: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="what the event is about (a digest, an organisation, "
+                                  "a key, a proposal), when its type names it")
+    time: AwareDatetime = Field(description="the block's BFT time, RFC 3339, UTC")
+    datacontenttype: Literal["application/json"]
+    data: dict[str, Any] = Field(description="the event's attributes")
+    height: int = Field(ge=1, le=CE_INTEGER_MAX, description="the block height")
+    txhash: Hex64 | SkipJsonSchema[None] = Field(
+        default=None, description="the emitting transaction's hash; absent for "
+                                  "events of a block hook")
+    eventindex: int = Field(ge=0, le=CE_INTEGER_MAX,
+                            description="the event's position among the block's events")
+
+    def validated_data(self) -> BaseModel:
+        """``data`` checked against the model registered for ``type``."""
+        return validate_data(self.type, self.data)
+
+
+#: the extension attributes we publish (names checked against the CloudEvents rule)
+EXTENSIONS: tuple[str, ...] = ("height", "txhash", "eventindex")
+if not all(re.match(EXTENSION_NAME_PATTERN, name) for name in EXTENSIONS):
+    raise ValueError("CloudEvents extension names are lowercase letters and digits")

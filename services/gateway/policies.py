@@ -1,0 +1,210 @@
+"""Cross-cutting HTTP policies of the gateway, as aiohttp middlewares.
+
+* **Authentication**: a request carrying an RFC 9421 signature is verified
+  against the Ed25519 key registered on the chain under its ``keyid``; the
+  verified key id becomes the request's principal. Endpoints that read private
+  data require one (401 problem otherwise).
+* **Rate limits**: a token bucket per principal (the key id when signed, the
+  client address otherwise): ``rate_per_s`` sustained, ``rate_burst`` at once;
+  429 problem with ``Retry-After``.
+* **Idempotency-Key** on POST: the first answer for (principal, key) is kept
+  for ``idempotency_ttl_s`` and replayed for repeats; the same key with another
+  body is a 422 ``idempotency_key_reused``; a repeat while the first is still
+  running is a 409 ``idempotency_in_progress``.
+* **CORS**: allowed origins are configured (none by default); preflight
+  requests are answered here.
+
+Every bound is named and configurable (``PolicyLimits``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from services.gateway.problems import Problem, problem_middleware
+from services.sdk.httpsig import STATUS, HttpSigError, ReplayCache, verify_request
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
+KeyResolver = Callable[[str], bytes | None]
+
+
+@dataclass(frozen=True)
+class PolicyLimits:
+    rate_per_s: float = 200.0
+    rate_burst: float = 400.0
+    buckets_max: int = 100_000
+    idempotency_ttl_s: float = 24 * 3600
+    idempotency_entries_max: int = 100_000
+    signature_max_age_s: int = 300
+    cors_origins: tuple[str, ...] = ()
+    public_base_url: str | None = None  # set when a proxy terminates TLS in front
+
+
+class TokenBuckets:
+    def __init__(self, rate: float, burst: float, size_max: int) -> None:
+        self.rate, self.burst, self.size_max = rate, burst, size_max
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, who: str, now: float, cost: float = 1.0) -> float:
+        """0 if allowed, else the seconds to wait."""
+        tokens, last = self._buckets.pop(who, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= cost:
+            tokens -= cost
+        else:
+            wait = (cost - tokens) / self.rate
+        self._buckets[who] = (tokens, now)
+        while len(self._buckets) > self.size_max:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+@dataclass
+class _Remembered:
+    body_hash: bytes
+    expires: float
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "application/json"
+
+
+@dataclass
+class Policies:
+    limits: PolicyLimits
+    resolve_key: KeyResolver
+    buckets: TokenBuckets = field(init=False)
+    replay: ReplayCache = field(default_factory=ReplayCache)
+    _idempotent: OrderedDict[tuple[str, str], _Remembered] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        self.buckets = TokenBuckets(self.limits.rate_per_s, self.limits.rate_burst,
+                                    self.limits.buckets_max)
+
+    def middlewares(self) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+        """CORS outermost (so problems carry CORS headers too), then problems, then
+        authentication before rate limiting (signed callers are limited per key)."""
+        return [self.cors, problem_middleware, self.authenticate, self.rate_limit,
+                self.idempotency]
+
+    # --- CORS ---------------------------------------------------------------------
+
+    @web.middleware
+    async def cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        allowed = origin is not None and (origin in self.limits.cors_origins
+                                          or "*" in self.limits.cors_origins)
+        if request.method == "OPTIONS" and origin is not None:
+            if not allowed:
+                return Problem(403, "cors_origin_refused",
+                               f"origin {origin} is not allowed").response(request.path)
+            response: web.StreamResponse = web.Response(status=204)
+        else:
+            response = await handler(request)
+        if allowed and origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Content-Type, Idempotency-Key, Signature, Signature-Input, Content-Digest")
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        return response
+
+    # --- authentication ---------------------------------------------------------------
+
+    @web.middleware
+    async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if "Signature" in request.headers or "Signature-Input" in request.headers:
+            body = await request.read() if request.can_read_body else None
+            try:
+                principal = verify_request(
+                    method=request.method, url=self._target_uri(request),
+                    headers=dict(request.headers), body=body or None,
+                    now=int(time.time()), resolve_key=self.resolve_key, replay=self.replay,
+                    max_age_s=self.limits.signature_max_age_s)
+            except HttpSigError as exc:
+                raise Problem(STATUS.get(exc.code, 401), exc.code, str(exc)) from exc
+            request[PRINCIPAL] = principal
+        return await handler(request)
+
+    def _target_uri(self, request: web.Request) -> str:
+        """The URI the client signed: the public base (behind a proxy) or the Host it
+        used, with the raw (still percent-encoded) path and query."""
+        base = self.limits.public_base_url or f"{request.scheme}://{request.host}"
+        return base.rstrip("/") + request.raw_path
+
+    # --- rate limits ----------------------------------------------------------------------
+
+    @web.middleware
+    async def rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        who = request.get(PRINCIPAL) or f"ip:{request.remote}"
+        wait = self.buckets.take(who, time.monotonic())
+        if wait > 0:
+            raise Problem(429, "rate_limited", f"too many requests from {who}",
+                          retry_after_s=max(1, round(wait)))
+        return await handler(request)
+
+    # --- idempotency --------------------------------------------------------------------
+
+    @web.middleware
+    async def idempotency(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or key is None:
+            return await handler(request)
+        if not 0 < len(key) <= 128:
+            raise Problem(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 chars")
+        who = request.get(PRINCIPAL) or f"ip:{request.remote}"
+        body_hash = hashlib.sha256(await request.read()).digest()
+        now = time.monotonic()
+        self._expire(now)
+        slot = (who, key)
+        known = self._idempotent.get(slot)
+        if known is not None:
+            if known.body_hash != body_hash:
+                raise Problem(422, "idempotency_key_reused",
+                              "this Idempotency-Key was used with another body")
+            if known.status is None:
+                raise Problem(409, "idempotency_in_progress",
+                              "the first request with this key is still running")
+            return web.Response(status=known.status, body=known.body,
+                                content_type=known.content_type,
+                                headers={"Idempotent-Replayed": "true"})
+        remembered = _Remembered(body_hash, now + self.limits.idempotency_ttl_s)
+        self._idempotent[slot] = remembered
+        while len(self._idempotent) > self.limits.idempotency_entries_max:
+            self._idempotent.popitem(last=False)
+        try:
+            response = await handler(request)
+        except BaseException:
+            self._idempotent.pop(slot, None)  # failed before answering: may be retried
+            raise
+        if isinstance(response, web.Response) and response.body is not None:
+            remembered.status = response.status
+            remembered.body = bytes(response.body)  # type: ignore[arg-type]
+            remembered.content_type = response.content_type
+        else:
+            self._idempotent.pop(slot, None)
+        return response
+
+    def _expire(self, now: float) -> None:
+        while self._idempotent:
+            slot, first = next(iter(self._idempotent.items()))
+            if first.expires > now:
+                return
+            del self._idempotent[slot]
+
+
+def principal_of(request: web.Request) -> str:
+    """The verified key id of a signed request, or a 401 problem."""
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        raise Problem(401, "signature_required",
+                      "sign this request with your registered key (RFC 9421)")
+    return str(principal)

@@ -1,0 +1,1 @@
+"""The ecosphere client SDK for callers of the gateway."""
