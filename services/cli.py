@@ -286,6 +286,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from services.ledger.bench import bench_core
 
         figures = bench_core(txs=args.txs, replicas=4)
+    elif args.target == "gateway":
+        import asyncio
+
+        from services.runtime.bench_gateway import bench_gateway
+
+        figures = asyncio.run(bench_gateway(duration=args.duration, rate=args.rate or 1000.0,
+                                            readers=args.concurrency))
     else:
         import asyncio
 
@@ -361,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (figures with the machine's limits)")
-    bench.add_argument("target", choices=["core", "network"])
+    bench.add_argument("target", choices=["core", "network", "gateway"])
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--txs", type=int, default=20_000, help="core: transactions")
     bench.add_argument("--duration", type=float, default=20.0, help="network: seconds")

@@ -1,0 +1,56 @@
+"""``ecosphere client`` against a live network: keys, send, get, offline verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from services.cli import main
+from services.ledger.node import keys
+from tests.api.conftest import LiveNetwork
+
+pytestmark = pytest.mark.functional
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, object]:
+    code = main(list(args))
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def test_client_cli(live: LiveNetwork, tmp_path: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = str(tmp_path / "keys")
+    base = ["client", "--gateway", live.url, "--keys-dir", keys_dir,
+            "--genesis", str(live.data.genesis_path)]
+    code, created = run(capsys, *base, "keys", "create", "--name", "alice")
+    assert code == 0 and isinstance(created, dict) and len(created["key_id"]) == 32
+    code, listed = run(capsys, *base, "keys", "list")
+    assert code == 0 and isinstance(listed, list) and listed[0]["name"] == "alice"
+    keys.save(live.demo_key, Path(keys_dir) / "demo.key")
+    d = hashlib.sha256(b"cli anchor").hexdigest()
+    code, result = run(capsys, *base, "send", "--key", "demo", "--kind", "notary.anchor",
+                       "--payload", json.dumps({"digest": d}), "--verify")
+    assert code == 0 and isinstance(result, dict)
+    assert result["status"] == "committed" and result["verified"] is True
+    code, state = run(capsys, *base, "get", "state", f"notary/anchor/{d}", "--verify")
+    assert code == 0 and isinstance(state, dict) and state["value"]["digest"] == d
+    # save an answer, check it offline against the genesis file only
+    answer = live.client().call("GET", f"/v1/state/notary/anchor/{d}")
+    saved = tmp_path / "answer.json"
+    saved.write_text(json.dumps(answer))
+    code, verified = run(capsys, "client", "verify", str(saved), "--genesis-file",
+                         str(live.data.genesis_path))
+    assert code == 0 and isinstance(verified, dict) and verified["verified"] is True
+    answer["value"]["by"] = "0" * 32
+    saved.write_text(json.dumps(answer))
+    assert main(["client", "verify", str(saved), "--genesis-file",
+                 str(live.data.genesis_path)]) == 1
+    # a refused transaction is a clear error and a non-zero exit
+    assert main([*base, "send", "--key", "alice", "--kind", "notary.anchor", "--payload",
+                 json.dumps({"digest": d})]) == 1
+    err = capsys.readouterr().err
+    assert "unknown_sender" in err or "key_not_found" in err
