@@ -7,6 +7,8 @@ Layout (created when absent)::
     <service>/admin.key       a validator organisation's admin key
     <service>/chain.db        the replica's store (SQLite, WAL, fsync on commit)
     <service>/service.log     the service's JSON log (``ecosphere up``)
+    gateway/relay.key         the gateway's relay key (operator member): signed captures
+                              and consumer scans go on the chain as its transactions
     client/demo.key           a demo merchant key, for ``--load``
 
 The validators are the four organisations of the consortium; the gateway's
@@ -58,6 +60,10 @@ class DataDir:
         return self.root / service / "service.log"
 
     @property
+    def relay_key(self) -> Path:
+        return self.root / "gateway" / "relay.key"
+
+    @property
     def demo_key(self) -> Path:
         return self.root / "client" / "demo.key"
 
@@ -85,6 +91,10 @@ def ensure_genesis(data: DataDir, *, chain_id: str = CHAIN_ID,
         validators.append(Validator(node.key_id, node.public.raw, 1, org_id))
     gateway = keys.load_or_create(data.node_key("gateway"))
     gkeys.append(GenesisKey(gateway.public.raw, "operator", ("node",)))
+    # The gateway's relay key: it relays captures signed by their parties (RFC 9421)
+    # and records consumers' scans, as transactions of the platform operator.
+    relay = keys.load_or_create(data.relay_key)
+    gkeys.append(GenesisKey(relay.public.raw, "operator", ("member",)))
     orgs.append(GenesisOrg("demo-merchants", "Demo Merchants", ("merchant",)))
     demo = keys.load_or_create(data.demo_key)
     gkeys.append(GenesisKey(demo.public.raw, "demo-merchants", ("member",)))

@@ -45,7 +45,7 @@ class ChainParams:
 
     block_txs_max: int = 2_000
     block_bytes_max: int = 4 * 1024 * 1024
-    tx_bytes_max: int = 64 * 1024
+    tx_bytes_max: int = 256 * 1024  # an EPCIS capture of ~200 events fits
     tx_payload_depth_max: int = 16
     tx_ttl_ms: int = 3_600_000  # a transaction older than this (block time) is refused
     tx_future_ms: int = 600_000  # created this far ahead of block time is refused

@@ -56,7 +56,7 @@ _WIRE_KEYS = frozenset({"body", "public_key", "signature"})
 class TxLimits:
     """Static limits on one transaction (carried in genesis, so every replica agrees)."""
 
-    tx_bytes_max: int = 64 * 1024
+    tx_bytes_max: int = 256 * 1024
     payload_depth_max: int = 16
 
 

@@ -264,7 +264,7 @@ def test_tx_too_large_boundary():
 
 
 def test_tx_too_large_default_limit():
-    tx = make({"blob": "x" * (64 * 1024)})
+    tx = make({"blob": "x" * LIMITS.tx_bytes_max})
     assert static_code(tx) == "tx_too_large"
 
 

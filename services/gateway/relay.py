@@ -1,0 +1,62 @@
+"""The gateway's relay: transactions the gateway sends as the platform operator.
+
+Two things reach the chain this way, and neither lets the gateway forge
+anything of a party's:
+
+* **signed captures**: an EPCIS client signs its HTTP request with its own key
+  (RFC 9421); the relay wraps the exact request bytes in a ``trace.capture``
+  transaction, and the contract verifies the party's signature itself;
+* **consumer scans**: a consumer's product verification is recorded as the
+  operator's observation (``trace.record_scan``), which feeds clone detection.
+
+The relay key is a member key of the operator organisation
+(``<data>/gateway/relay.key``). Nonces are tracked locally — the relay is the
+key's only user — and resynchronised from the chain after a refusal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from services.ledger.core.crypto import PrivateKey
+from services.ledger.core.errors import LedgerError
+from services.ledger.core.state import StateView
+from services.ledger.core.transactions import Transaction, sign_transaction
+from services.ledger.node.runner import NodeRunner
+
+
+class Relay:
+    def __init__(self, runner: NodeRunner, key: PrivateKey) -> None:
+        self.runner = runner
+        self.key = key
+        self._next: int | None = None
+        self.sent = 0
+        self.refused = 0
+
+    def _nonce(self) -> int:
+        replica = self.runner.host.replica
+        committed = replica.app.next_nonce(StateView(replica.tip.state), self.key.key_id)
+        if self._next is None or self._next < committed:
+            waiting = replica.mempool.pending_nonces(self.key.key_id)
+            self._next = committed
+            while self._next in waiting:
+                self._next += 1
+        return self._next
+
+    def send(self, kind: str, payload: Mapping[str, Any]) -> Transaction:
+        """Sign and submit; raises the ledger's rejection (the caller maps it to HTTP)."""
+        replica = self.runner.host.replica
+        tx = sign_transaction(self.key, chain_id=replica.chain_id, kind=kind,
+                              nonce=self._nonce(), payload=dict(payload),
+                              created_at=int(time.time() * 1000))
+        try:
+            self.runner.host.submit(tx)
+        except LedgerError:
+            self.refused += 1
+            self._next = None  # resynchronise from the chain next time
+            raise
+        self._next = tx.nonce + 1
+        self.sent += 1
+        return tx
