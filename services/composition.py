@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from services.ledger.core.execution import Application
 from services.ledger.core.notary import NotaryContract
+from services.trace.contract import TraceContract
 
 
 def build_application() -> Application:
-    return Application([NotaryContract()])
+    return Application([NotaryContract(), TraceContract()])

@@ -99,6 +99,15 @@ class _Scope:
     def fail(self, code: str, message: str) -> NoReturn:
         raise TransactionFailed(message, code=code)
 
+    def checkpoint(self) -> tuple[int, int]:
+        """A point to roll this transaction's writes and events back to (partial work
+        inside one transaction, e.g. an EPCIS capture that proceeds past bad events)."""
+        return self._view.checkpoint(), len(self._events)
+
+    def rollback(self, checkpoint: tuple[int, int]) -> None:
+        self._view.rollback(checkpoint[0])
+        del self._events[checkpoint[1]:]
+
 
 class BlockContext(_Scope):
     """What a block hook sees: state, block height and BFT time."""

@@ -33,7 +33,7 @@ def anchor(chain: Chain, key: PrivateKey, n: int = 0, **kw: Any) -> Transaction:
 
 def test_application_contracts():
     app = build_application()
-    assert [c.name for c in app.contracts] == ["consortium", "notary"]
+    assert [c.name for c in app.contracts] == ["consortium", "notary", "trace"]
 
 
 class Named(Contract):

@@ -1,0 +1,743 @@
+"""The trace contract: products, locations, certificates, EPCIS events, agreements
+with automatic penalties, and consumer scans — run by every replica.
+
+State (namespace ``trace``)::
+
+    accreditation/<org>      {org, accreditations: [{id, types[], scopes[], valid_from,
+                              valid_until, revoked_at, by}]} (documents.IssuerRecord)
+    product/<gtin>           {gtin, name, brand_owner, company_prefix_length, category,
+                              hs_code, registered}
+    location/<gln>           {gln, org, name, country, registered}
+    anchor/<root>            an anchored batch of certificates, documents.AnchorRecord's
+                             shape {merkle_root, issuer, anchored_at, valid_from,
+                             valid_until, revoked_at (whole batch), revoked_targets
+                             {target hash: ms}} plus type, scope, subject
+    cert_subject/<subject>   [certificate roots] bound to a product GTIN, lot or org
+    event/<hash>             {hash, height, tx, index, type, biz_step, time, org}
+    item/<epc>               {epc, state, brand_owner, last_location, last_country,
+                              last_time, biz_step, disposition, parent, scans,
+                              last_scan_country, last_scan_time, clone_suspected}
+    agreement/<id>           {id, proposer, counterparty, responsible, epcs[], gtins[],
+                              rules[], deposit, remaining, status, deadlines}
+    penalty/<id>             {agreement, responsible, amount, currency, rule, reason, time}
+
+Decisions (see docs/adr/0004-trace-on-chain.md):
+
+* **Events are recorded on the chain in full**: the EPCIS event is part of the
+  capture transaction (hence of the block, provable by an inclusion proof),
+  and state keeps its CBV 2.0 hash (duplicates refused) plus the per-item
+  facts the rules need. Nothing else has to be trusted for provenance.
+* **Captures are signed by the capturing party**, not by the gateway: a
+  standard EPCIS client signs its HTTP request (RFC 9421, its key registered
+  on the chain); the gateway relays the signed request inside a
+  ``trace.capture`` transaction and the contract verifies the party's signature
+  over the exact bytes. The relay cannot forge or alter a capture. SDK clients
+  may also sign ``trace.capture`` transactions themselves.
+* **Money** is integer minor units with a currency; deposits and penalties
+  are records against the responsible party (later feeding credit), not
+  token transfers.
+* **Time** is block time: events from the future beyond ``EVENT_FUTURE_MS``
+  are refused (clock-skewed), deadlines fire on BFT time.
+
+This module never does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from services.ledger.core import deadlines
+from services.ledger.core.contract import (
+    BlockContext,
+    Contract,
+    TxContext,
+    payload_int,
+    payload_str,
+    static_fail,
+)
+from services.ledger.core.errors import TransactionFailed
+from services.ledger.core.transactions import Transaction
+from services.trace import documents, epcis, eventhash, identifiers
+
+NAME = "trace"
+EVENT_FUTURE_MS = 5 * 60_000  # an event time this far past block time is clock skew
+EVENTS_PER_CAPTURE_MAX = 500
+EPCS_PER_AGREEMENT_MAX = 1_000
+RULES_MAX = 16
+CLONE_WINDOW_MS = 24 * 3_600_000  # two countries within a day: physically implausible
+CERT_TYPES = frozenset(documents.CERTIFICATE_TYPES)
+BRAND_ROLES = ("manufacturer", "merchant", "supplier", "retailer", "marketplace")
+CAPTURE_ROLES = ("manufacturer", "supplier", "carrier", "warehouse", "retailer", "merchant",
+                 "marketplace", "customs_cn", "customs_eu", "certifier")
+ACCREDITOR_ROLES = ("accreditor", "platform")
+SCANNER_ROLES = ("platform", "observer")
+CURRENCIES = frozenset({"EUR", "CNY", "USD", "GBP", "PLN", "CZK", "HUF"})
+
+# Item states along the supply chain (CBV bizSteps move items between them).
+STATE_BY_BIZSTEP = {
+    "commissioning": "commissioned", "encoding": "commissioned",
+    "packing": "packed", "unpacking": "commissioned", "loading": "in_transit",
+    "shipping": "in_transit", "departing": "in_transit", "arriving": "in_transit",
+    "unloading": "in_transit", "receiving": "received", "storing": "received",
+    "accepting": "received", "inspecting": None, "sampling": None,
+    "retail_selling": "sold", "decommissioning": "decommissioned",
+    "destroying": "decommissioned", "disposing": "decommissioned",
+}
+TERMINAL_STATES = frozenset({"decommissioned"})
+
+
+def _fail(code: str, message: str) -> TransactionFailed:
+    return TransactionFailed(message, code=code)
+
+
+def _money(ctx: TxContext, value: object, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        ctx.fail("bad_payload", f"{field} must be {{amount, currency}}")
+    amount, currency = value.get("amount"), value.get("currency")
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= 10**15:
+        ctx.fail("bad_payload", f"{field}.amount must be integer minor units")
+    if currency not in CURRENCIES:
+        ctx.fail("bad_payload", f"{field}.currency must be one of {sorted(CURRENCIES)}")
+    return {"amount": amount, "currency": currency}
+
+
+class TraceContract(Contract):
+    name = NAME
+    actions: Mapping[str, frozenset[str] | None] = {
+        "accredit": frozenset({"org", "types", "valid_until"}),
+        "revoke_accreditation": frozenset({"org", "id"}),
+        "register_product": frozenset({"gtin", "name", "company_prefix_length"}),
+        "register_location": frozenset({"gln", "name", "country"}),
+        "anchor_certificate": frozenset({"merkle_root", "type", "subject", "valid_from",
+                                         "valid_until"}),
+        "revoke_certificate": frozenset({"merkle_root"}),
+        "capture": None,
+        "propose_agreement": frozenset({"id", "counterparty", "responsible", "rules",
+                                        "deposit"}),
+        "accept_agreement": frozenset({"id"}),
+        "record_scan": frozenset({"epc", "country"}),
+    }
+
+    def check_static(self, tx: Transaction) -> None:
+        super().check_static(tx)
+        p = tx.payload
+        if tx.action == "capture":
+            if ("events" in p) == ("request" in p):
+                static_fail("capture takes either events (signed by the sender) or a "
+                            "signed HTTP request")
+            events = p.get("events")
+            if events is not None and (not isinstance(events, list)
+                                       or not 0 < len(events) <= EVENTS_PER_CAPTURE_MAX):
+                static_fail(f"events must be 1..{EVENTS_PER_CAPTURE_MAX} EPCIS events")
+            behaviour = p.get("error_behaviour", "rollback")
+            if behaviour not in ("rollback", "proceed"):
+                static_fail("error_behaviour must be rollback or proceed")
+        if tx.action == "register_product":
+            try:
+                identifiers.normalize_gtin(str(p["gtin"]))
+            except identifiers.IdentifierError as exc:
+                static_fail(str(exc))
+
+    def apply(self, ctx: TxContext) -> None:
+        getattr(self, "_" + ctx.tx.action)(ctx)
+
+    # --- accreditation ------------------------------------------------------------------
+
+    def _accredit(self, ctx: TxContext) -> None:
+        """An accreditation authority (or the platform) accredits a certification body
+        for certificate types and scope codes (documents.Accreditation's shape)."""
+        ctx.require_org_role(*ACCREDITOR_ROLES)
+        ctx.require_admin()
+        org_id = payload_str(ctx, "org", size_max=64)
+        org = ctx.read(f"consortium/org/{org_id}")
+        if org is None:
+            ctx.fail("not_found", f"organisation {org_id!r} does not exist")
+        if "certifier" not in org["roles"]:
+            ctx.fail("forbidden", f"{org_id} is not a certification body (role certifier)")
+        types = ctx.payload.get("types")
+        if not isinstance(types, list) or not types or not set(types) <= CERT_TYPES:
+            ctx.fail("bad_payload", f"types must be a non-empty subset of {sorted(CERT_TYPES)}")
+        scopes = ctx.payload.get("scopes", ["*"])
+        if not isinstance(scopes, list) or not scopes or not all(
+                isinstance(x, str) and 0 < len(x) <= 64 for x in scopes):
+            ctx.fail("bad_payload", "scopes must be scope codes (or '*')")
+        valid_until = payload_int(ctx, "valid_until")
+        if valid_until <= ctx.time:
+            ctx.fail("bad_payload", "valid_until is in the past")
+        record = ctx.get(f"accreditation/{org_id}") or {"org": org_id, "accreditations": []}
+        accreditation_id = f"{ctx.tx.hash.hex()[:16]}"
+        entry = {"id": accreditation_id, "types": sorted(set(types)),
+                 "scopes": sorted(set(scopes)), "valid_from": ctx.time,
+                 "valid_until": valid_until, "revoked_at": None, "by": ctx.sender_org}
+        record["accreditations"] = [*record["accreditations"], entry][-16:]
+        ctx.put(f"accreditation/{org_id}", record)
+        ctx.emit("trace.accreditation.granted", {"org": org_id, **entry})
+
+    def _revoke_accreditation(self, ctx: TxContext) -> None:
+        ctx.require_org_role(*ACCREDITOR_ROLES)
+        ctx.require_admin()
+        org_id = payload_str(ctx, "org", size_max=64)
+        accreditation_id = payload_str(ctx, "id", size_max=64)
+        record = ctx.get(f"accreditation/{org_id}")
+        entry = next((a for a in (record or {}).get("accreditations", [])
+                      if a["id"] == accreditation_id), None)
+        if record is None or entry is None or entry["revoked_at"] is not None:
+            ctx.fail("not_found", f"{org_id} holds no active accreditation {accreditation_id}")
+        entry["revoked_at"] = ctx.time
+        ctx.put(f"accreditation/{org_id}", record)
+        ctx.emit("trace.accreditation.withdrawn", {"org": org_id, "id": accreditation_id,
+                                                   "by": ctx.sender_org})
+
+    # --- master data --------------------------------------------------------------------
+
+    def _register_product(self, ctx: TxContext) -> None:
+        ctx.require_org_role(*BRAND_ROLES)
+        try:
+            gtin = identifiers.normalize_gtin(payload_str(ctx, "gtin", size_max=14))
+        except identifiers.IdentifierError as exc:
+            ctx.fail(exc.code, str(exc))
+        if ctx.has(f"product/{gtin}"):
+            ctx.fail("conflict", f"product {gtin} is already registered")
+        cpl = payload_int(ctx, "company_prefix_length", lo=6, hi=12)
+        name = payload_str(ctx, "name", size_max=256)
+        extra = {k: ctx.payload[k] for k in ("category", "hs_code", "origin_country",
+                                               "description") if k in ctx.payload}
+        for key, value in extra.items():
+            if not isinstance(value, str) or len(value) > 512:
+                ctx.fail("bad_payload", f"{key} must be a string of at most 512 characters")
+        record = {"gtin": gtin, "name": name, "brand_owner": ctx.sender_org,
+                  "company_prefix_length": cpl, "registered": ctx.time, **extra}
+        ctx.put(f"product/{gtin}", record)
+        ctx.emit("trace.product.registered", {"gtin": gtin, "name": name,
+                                              "brand_owner": ctx.sender_org,
+                                              "company_prefix_length": cpl,
+                                              "digital_link":
+                                                  f"{identifiers.DIGITAL_LINK_HOST}/01/{gtin}"})
+
+    def _register_location(self, ctx: TxContext) -> None:
+        gln = payload_str(ctx, "gln", size_max=13)
+        if not identifiers.is_valid_gln(gln):
+            ctx.fail("bad_gln", f"{gln!r} is not a GLN (13 digits with a check digit)")
+        if ctx.has(f"location/{gln}"):
+            ctx.fail("conflict", f"location {gln} is already registered")
+        country = payload_str(ctx, "country", size_max=2)
+        if len(country) != 2 or not country.isalpha() or not country.isupper():
+            ctx.fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code")
+        record = {"gln": gln, "org": ctx.sender_org, "name": payload_str(ctx, "name"),
+                  "country": country, "registered": ctx.time}
+        ctx.put(f"location/{gln}", record)
+        ctx.emit("trace.location.registered", {**record})
+
+    # --- certificates -------------------------------------------------------------------
+
+    def _anchor_certificate(self, ctx: TxContext) -> None:
+        """Anchor the Merkle root of a batch of certificates (services.trace.documents).
+
+        The state record has documents.AnchorRecord's shape (root, org, time,
+        valid_from, valid_until, revoked_at, revoked) plus what the chain checks."""
+        ctx.require_org_role("certifier")
+        cert_type = payload_str(ctx, "type", size_max=32)
+        scope = ctx.payload.get("scope", "*")
+        if not isinstance(scope, str) or not 0 < len(scope) <= 64:
+            ctx.fail("bad_payload", "scope must be a scope code")
+        if not _accredited(ctx.get(f"accreditation/{ctx.sender_org}"), cert_type, scope,
+                           ctx.time):
+            ctx.fail("not_accredited", f"{ctx.sender_org} holds no accreditation in force "
+                     f"for {cert_type} ({scope})")
+        root = payload_str(ctx, "merkle_root", size_max=64)
+        if len(root) != 64 or not all(c in "0123456789abcdef" for c in root):
+            ctx.fail("bad_payload", "merkle_root must be 64 lowercase hex digits")
+        if ctx.has(f"anchor/{root}"):
+            ctx.fail("conflict", "these certificates are already anchored")
+        subject = ctx.payload["subject"]
+        if not isinstance(subject, dict) or subject.get("kind") not in (
+                "product", "batch", "organisation") or not isinstance(subject.get("id"), str) \
+                or not 0 < len(subject["id"]) <= 128:
+            ctx.fail("bad_payload", "subject must be {kind: product|batch|organisation, id}")
+        subject_id = subject["id"]
+        if subject["kind"] == "product":
+            try:
+                subject_id = identifiers.normalize_gtin(subject_id)
+            except identifiers.IdentifierError as exc:
+                ctx.fail(exc.code, str(exc))
+            if not ctx.has(f"product/{subject_id}"):
+                ctx.fail("not_found", f"product {subject_id} is not registered")
+        valid_from = payload_int(ctx, "valid_from")
+        valid_until = payload_int(ctx, "valid_until")
+        if valid_until <= valid_from:
+            ctx.fail("bad_payload", "valid_until must be after valid_from")
+        record = {"merkle_root": root, "issuer": ctx.sender_org, "anchored_at": ctx.time,
+                  "valid_from": valid_from, "valid_until": valid_until, "revoked_at": None,
+                  "revoked_targets": {}, "type": cert_type, "scope": scope,
+                  "subject": {"kind": subject["kind"], "id": subject_id},
+                  "height": ctx.height, "by": ctx.sender}
+        ctx.put(f"anchor/{root}", record)
+        subject_key = f"cert_subject/{subject['kind']}:{subject_id}"
+        ctx.put(subject_key, [*(ctx.get(subject_key) or []), root][-64:])
+        ctx.emit("trace.certificate.issued", {
+            "merkle_root": root, "issuer": ctx.sender_org, "type": cert_type, "scope": scope,
+            "subject_kind": subject["kind"], "subject_id": subject_id,
+            "valid_from": valid_from, "valid_until": valid_until})
+
+    def _revoke_certificate(self, ctx: TxContext) -> None:
+        root = payload_str(ctx, "merkle_root", size_max=64)
+        record = ctx.get(f"anchor/{root}")
+        if record is None:
+            ctx.fail("not_found", "no such anchored certificate")
+        if record["issuer"] != ctx.sender_org:
+            ctx.fail("forbidden", "only the issuer revokes its certificates")
+        target = ctx.payload.get("target_hash")
+        reason = ctx.payload.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 256:
+            ctx.fail("bad_payload", "reason must be at most 256 characters")
+        if target is None:
+            if record["revoked_at"] is not None:
+                ctx.fail("conflict", "already revoked")
+            record["revoked_at"] = ctx.time
+        else:
+            if not isinstance(target, str) or len(target) != 64 or not all(
+                    c in "0123456789abcdef" for c in target):
+                ctx.fail("bad_payload", "target_hash must be 64 lowercase hex digits")
+            if target in record["revoked_targets"]:
+                ctx.fail("conflict", "already revoked")
+            record["revoked_targets"] = {**record["revoked_targets"], target: ctx.time}
+        ctx.put(f"anchor/{root}", record)
+        ctx.emit("trace.certificate.revoked", {"merkle_root": root, "target_hash": target,
+                                               "issuer": ctx.sender_org, "reason": reason})
+
+    # --- EPCIS capture ------------------------------------------------------------------
+
+    def _capture(self, ctx: TxContext) -> None:
+        org = ctx.sender_org
+        roles = ctx.org_roles
+        raw_events = ctx.payload.get("events")
+        if "request" in ctx.payload:
+            org, roles, raw_events = self._signed_request(ctx)
+        if not roles.intersection(CAPTURE_ROLES):
+            ctx.fail("forbidden", f"{org} has no role that captures supply-chain events")
+        assert isinstance(raw_events, list)
+        proceed = ctx.payload.get("error_behaviour", "rollback") == "proceed"
+        accepted = 0
+        for position, raw in enumerate(raw_events):
+            checkpoint = ctx.checkpoint()
+            try:
+                self._capture_one(ctx, org, raw, position)
+                accepted += 1
+            except TransactionFailed as exc:
+                if not proceed:
+                    raise TransactionFailed(f"event {position}: {exc.message}",
+                                            code=exc.code) from exc
+                ctx.rollback(checkpoint)
+                ctx.emit("trace.capture.rejected", {"position": position, "code": exc.code,
+                                                    "reason": exc.message[:256], "org": org})
+        if accepted == 0:
+            ctx.fail("nothing_captured", "no event of this capture was valid")
+
+    def _signed_request(self, ctx: TxContext) -> tuple[str, frozenset[str], list[Any]]:
+        """A party's RFC 9421-signed EPCIS capture request, relayed by a gateway."""
+        from services.sdk import httpsig
+
+        request = ctx.payload["request"]
+        if not isinstance(request, dict):
+            ctx.fail("bad_payload", "request must be an object")
+        body = request.get("body")
+        headers = request.get("headers")
+        if not isinstance(body, str) or not isinstance(headers, dict):
+            ctx.fail("bad_payload", "request needs body (text) and headers")
+
+        def resolve(key_id: str) -> bytes | None:
+            record = ctx.read(f"consortium/key/{key_id}")
+            if record is None or record["status"] != "active":
+                return None
+            return bytes.fromhex(record["public_key"])
+
+        try:
+            key_id = httpsig.verify_request(
+                method=str(request.get("method", "")), url=str(request.get("url", "")),
+                headers={str(k): str(v) for k, v in headers.items()},
+                body=body.encode(), now=ctx.time // 1000, resolve_key=resolve,
+                replay=httpsig.ReplayCache(), max_age_s=3600)
+        except httpsig.HttpSigError as exc:
+            ctx.fail(f"request_{exc.code}", f"the capture request's signature: {exc}")
+        key = ctx.read(f"consortium/key/{key_id}")
+        if key is None:
+            ctx.fail("request_unknown_key", "the signing key is not registered")
+        org = ctx.read(f"consortium/org/{key['org']}")
+        if org is None or org["status"] != "active":
+            ctx.fail("org_suspended", "the capturing organisation is not active")
+        try:
+            document = json.loads(body, parse_float=_no_float)
+            events = epcis.validate_document(document)
+        except epcis.EpcisError as exc:
+            ctx.fail(exc.code, str(exc))
+        except ValueError as exc:
+            ctx.fail("bad_payload", f"the capture body is not JSON: {exc}")
+        return key["org"], frozenset(org["roles"]), events
+
+    def _capture_one(self, ctx: TxContext, org: str, raw: object, position: int) -> None:
+        try:
+            event = epcis.validate_event(raw)
+            ehash = eventhash.event_hash(event)
+        except epcis.EpcisError as exc:
+            raise _fail(exc.code, str(exc)) from exc
+        except identifiers.IdentifierError as exc:
+            raise _fail(exc.code, str(exc)) from exc
+        event_time = epcis.parse_time(event["eventTime"])
+        if event_time > ctx.time + EVENT_FUTURE_MS:
+            raise _fail("clock_skew", "eventTime lies in the future of block time")
+        hash_key = f"event/{ehash.split(';')[1].split('?')[0]}"
+        if ctx.has(hash_key):
+            raise _fail("duplicate_event", f"event already recorded ({ehash})")
+        location = epcis.biz_location(event) or epcis.read_point(event)
+        country = None
+        if location is not None:
+            gln = _gln_of(location)
+            place = ctx.get(f"location/{gln}") if gln else None
+            if place is None:
+                raise _fail("unknown_location", f"location {location} is not registered")
+            if place["org"] != org:
+                raise _fail("forbidden", f"location {gln} belongs to {place['org']}, "
+                            f"not {org}")
+            country = place["country"]
+        biz_step = event.get("bizStep")
+        for epc in sorted(epcis.epcs_of(event)):
+            self._track_item(ctx, org, epc, event, biz_step, country, event_time)
+        record = {"hash": ehash, "height": ctx.height, "tx": ctx.tx.hash.hex(),
+                  "position": position, "type": event["type"], "biz_step": biz_step,
+                  "time": event_time, "org": org}
+        ctx.put(hash_key, record)
+        ctx.emit("trace.event.captured", {
+            "event_hash": ehash, "type": event["type"], "biz_step": biz_step,
+            "disposition": event.get("disposition"), "org": org, "time": event_time,
+            "location": location, "epcs": sorted(epcis.epcs_of(event))[:100],
+            "position": position, "event": event})
+        self._check_rules(ctx, event, event_time)
+
+    def _track_item(self, ctx: TxContext, org: str, epc: str, event: dict[str, Any],
+                    biz_step: str | None, country: str | None, event_time: int) -> None:
+        """Per-serialised-item facts: who commissioned it, where it is, what it is."""
+        sgtin = _sgtin(epc)
+        if sgtin is None:
+            return  # lots, cases and pallets are tracked through their events only
+        key = f"item/{sgtin.to_digital_link()}"
+        item = ctx.get(key)
+        action = event.get("action")
+        if item is None:
+            if biz_step != "commissioning" or action != "ADD":
+                return  # unknown serial seen in an event: recorded, not tracked
+            gtin = sgtin.gtin
+            product = ctx.get(f"product/{gtin}")
+            if product is None:
+                raise _fail("unknown_product", f"product {gtin} is not registered")
+            if product["brand_owner"] != org:
+                raise _fail("forbidden", f"only {product['brand_owner']} commissions "
+                            f"serials of {gtin}")
+            item = {"epc": sgtin.to_digital_link(), "gtin": gtin, "state": "commissioned",
+                    "brand_owner": org, "commissioned": event_time, "scans": 0,
+                    "clone_suspected": False}
+        elif item["state"] in TERMINAL_STATES:
+            raise _fail("decommissioned", f"{epc} was decommissioned")
+        state = STATE_BY_BIZSTEP.get(biz_step or "")
+        if state is not None:
+            item["state"] = state
+        if event["type"] == "AggregationEvent":
+            item["parent"] = event.get("parentID") if action != "DELETE" else None
+        item.update(biz_step=biz_step, disposition=event.get("disposition"),
+                    last_time=event_time, last_org=org)
+        if country is not None:
+            item["last_country"] = country
+        ctx.put(key, item)
+
+    # --- agreements and penalties --------------------------------------------------------
+
+    def _propose_agreement(self, ctx: TxContext) -> None:
+        agreement_id = payload_str(ctx, "id", size_max=64)
+        if ctx.has(f"agreement/{agreement_id}"):
+            ctx.fail("conflict", f"agreement {agreement_id} exists")
+        counterparty = payload_str(ctx, "counterparty", size_max=64)
+        responsible = payload_str(ctx, "responsible", size_max=64)
+        if counterparty == ctx.sender_org:
+            ctx.fail("bad_payload", "an agreement needs two organisations")
+        if ctx.read(f"consortium/org/{counterparty}") is None:
+            ctx.fail("not_found", f"organisation {counterparty!r} does not exist")
+        if responsible not in (ctx.sender_org, counterparty):
+            ctx.fail("bad_payload", "the responsible party must be one of the two")
+        rules = ctx.payload["rules"]
+        if not isinstance(rules, list) or not 0 < len(rules) <= RULES_MAX:
+            ctx.fail("bad_payload", f"rules must be 1..{RULES_MAX} rules")
+        checked = [_check_rule(ctx, rule) for rule in rules]
+        epcs = ctx.payload.get("epcs", [])
+        gtins = ctx.payload.get("gtins", [])
+        if not isinstance(epcs, list) or not isinstance(gtins, list) \
+                or len(epcs) + len(gtins) == 0 or len(epcs) > EPCS_PER_AGREEMENT_MAX:
+            ctx.fail("bad_payload", "name the goods: epcs and/or gtins")
+        canonical = []
+        for epc in epcs:
+            try:
+                canonical.append(identifiers.parse_identifier(str(epc)).to_digital_link())
+            except identifiers.IdentifierError as exc:
+                ctx.fail(exc.code, f"agreement epcs: {exc}")
+        epcs = canonical
+        try:
+            gtins = [identifiers.normalize_gtin(str(g)) for g in gtins]
+        except identifiers.IdentifierError as exc:
+            ctx.fail(exc.code, f"agreement gtins: {exc}")
+        deposit = _money(ctx, ctx.payload["deposit"], "deposit")
+        record = {"id": agreement_id, "proposer": ctx.sender_org, "counterparty": counterparty,
+                  "responsible": responsible, "epcs": sorted(set(map(str, epcs))),
+                  "gtins": sorted(set(map(str, gtins))), "rules": checked,
+                  "deposit": deposit, "remaining": deposit["amount"], "status": "proposed",
+                  "proposed_at": ctx.time, "penalties": 0}
+        ctx.put(f"agreement/{agreement_id}", record)
+        ctx.emit("trace.agreement.proposed", {"id": agreement_id, "proposer": ctx.sender_org,
+                                              "counterparty": counterparty,
+                                              "responsible": responsible,
+                                              "deposit": deposit})
+
+    def _accept_agreement(self, ctx: TxContext) -> None:
+        agreement_id = payload_str(ctx, "id", size_max=64)
+        record = ctx.get(f"agreement/{agreement_id}")
+        if record is None:
+            ctx.fail("not_found", f"no agreement {agreement_id}")
+        if record["status"] != "proposed":
+            ctx.fail("conflict", f"agreement {agreement_id} is {record['status']}")
+        if ctx.sender_org != record["counterparty"]:
+            ctx.fail("forbidden", "only the counterparty accepts")
+        record.update(status="active", accepted_at=ctx.time)
+        for index, rule in enumerate(record["rules"]):
+            if rule["type"] == "deadline":
+                due = ctx.time + rule["within_ms"]
+                rule["due"] = due
+                rule["bucket"] = deadlines.schedule(ctx, due, f"{agreement_id}#{index}")
+        ctx.put(f"agreement/{agreement_id}", record)
+        for epc in record["epcs"]:
+            self._index_agreement(ctx, f"epc:{epc}", agreement_id)
+        for gtin in record["gtins"]:
+            self._index_agreement(ctx, f"gtin:{gtin}", agreement_id)
+        ctx.emit("trace.agreement.accepted", {"id": agreement_id, "by": ctx.sender_org,
+                                              "deposit": record["deposit"]})
+
+    def _index_agreement(self, ctx: TxContext, subject: str, agreement_id: str) -> None:
+        key = f"agreements_of/{subject}"
+        ids = ctx.get(key) or []
+        if agreement_id not in ids:
+            ctx.put(key, [*ids, agreement_id][-32:])
+
+    def _agreements_for(self, ctx: TxContext, event: dict[str, Any]) -> list[str]:
+        ids: list[str] = []
+        for epc in sorted(epcis.epcs_of(event)):
+            sgtin = _sgtin(epc)
+            for subject in (f"epc:{epc}", *((f"gtin:{sgtin.gtin}",) if sgtin else ())):
+                for agreement_id in ctx.get(f"agreements_of/{subject}") or []:
+                    if agreement_id not in ids:
+                        ids.append(agreement_id)
+        return ids
+
+    def _check_rules(self, ctx: TxContext, event: dict[str, Any], event_time: int) -> None:
+        """Rules on every relevant event: temperature ranges, required certificates, and
+        deadlines met (a deadline rule is satisfied by its bizStep in time)."""
+        for agreement_id in self._agreements_for(ctx, event):
+            record = ctx.get(f"agreement/{agreement_id}")
+            if record is None or record["status"] != "active":
+                continue
+            changed = False
+            for index, rule in enumerate(record["rules"]):
+                if rule.get("settled"):
+                    continue
+                breach = _breach(ctx, rule, event)
+                if breach is not None:
+                    _penalise(ctx, record, index, rule, breach, event_time)
+                    changed = True
+                elif rule["type"] == "deadline" and event.get("bizStep") == rule["biz_step"]:
+                    deadlines.cancel(ctx, rule["bucket"], f"{agreement_id}#{index}")
+                    rule["settled"] = "met"
+                    changed = True
+            if changed:
+                ctx.put(f"agreement/{agreement_id}", record)
+
+    def begin_block(self, ctx: BlockContext) -> None:
+        """Deadlines that fell due by this block's BFT time."""
+        for due, item_id, _ in deadlines.due(ctx, ctx.time):
+            agreement_id, _, index_text = item_id.rpartition("#")
+            record = ctx.get(f"agreement/{agreement_id}")
+            if record is None or record["status"] != "active":
+                continue
+            index = int(index_text)
+            rule = record["rules"][index]
+            if rule.get("settled"):
+                continue
+            _penalise(ctx, record, index, rule,
+                      f"no {rule['biz_step']} event before the deadline", due)
+            ctx.put(f"agreement/{agreement_id}", record)
+
+    # --- consumer scans and clones --------------------------------------------------------
+
+    def _record_scan(self, ctx: TxContext) -> None:
+        """A consumer verified a product (relayed by the platform's gateway)."""
+        ctx.require_org_role(*SCANNER_ROLES)
+        epc = payload_str(ctx, "epc", size_max=200)
+        country = payload_str(ctx, "country", size_max=2)
+        if len(country) != 2 or not country.isalpha() or not country.isupper():
+            ctx.fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code")
+        key = item_key(epc)
+        if key is None:
+            ctx.fail("bad_identifier", f"{epc!r} is not a serialised GTIN (SGTIN)")
+        epc = key.removeprefix("item/")
+        item = ctx.get(key)
+        if item is None:
+            ctx.emit("trace.scan.unknown", {"epc": epc, "country": country})
+            return
+        reason = None
+        if item["state"] in TERMINAL_STATES:
+            reason = f"scanned in {country} after it was decommissioned"
+        elif item.get("last_scan_country") not in (None, country) and \
+                ctx.time - item.get("last_scan_time", 0) < CLONE_WINDOW_MS:
+            reason = (f"scanned in {item['last_scan_country']} and {country} within "
+                      f"{CLONE_WINDOW_MS // 3_600_000} hours")
+        elif item["state"] == "sold" and item.get("last_country") not in (None, country) \
+                and item.get("scans", 0) > 0 and item.get("sold_scan_country") not in (
+                    None, country):
+            reason = f"sold in {item['last_country']}, scanned in {country} as well"
+        item["scans"] = item.get("scans", 0) + 1
+        if item["state"] == "sold" and item.get("sold_scan_country") is None:
+            item["sold_scan_country"] = country
+        item.update(last_scan_country=country, last_scan_time=ctx.time)
+        if reason is not None:
+            item["clone_suspected"] = True
+            ctx.emit("trace.clone.suspected", {"epc": epc, "brand_owner": item["brand_owner"],
+                                               "country": country, "reason": reason})
+        ctx.put(key, item)
+        ctx.emit("trace.scan.recorded", {"epc": epc, "country": country,
+                                         "scans": item["scans"]})
+
+
+def _sgtin(identifier: str) -> identifiers.Sgtin | None:
+    try:
+        parsed = identifiers.parse_identifier(identifier)
+    except identifiers.IdentifierError:
+        return None
+    return parsed if isinstance(parsed, identifiers.Sgtin) else None
+
+
+def _gln_of(location: str) -> str | None:
+    try:
+        parsed = identifiers.parse_identifier(location)
+    except identifiers.IdentifierError:
+        return None
+    return parsed.gln if isinstance(parsed, (identifiers.Sgln, identifiers.Pgln)) else None
+
+
+def item_key(identifier: str, *, company_prefix_length: int | None = None) -> str | None:
+    """The state key of a serialised item, from an EPC URN or a Digital Link."""
+    sgtin = _sgtin(identifier)
+    return None if sgtin is None else f"item/{sgtin.to_digital_link()}"
+
+
+def _no_float(text: str) -> Any:
+    raise epcis.EpcisError("float_not_allowed", f"number {text} must be an integer or a "
+                           "decimal string", "")
+
+
+def _check_rule(ctx: TxContext, rule: object) -> dict[str, Any]:
+    if not isinstance(rule, dict):
+        ctx.fail("bad_rule", "each rule is an object")
+    kind = rule.get("type")
+    penalty = _money(ctx, rule.get("penalty"), "rule.penalty")
+    if kind == "temperature_range":
+        try:
+            low, high = Decimal(str(rule["min"])), Decimal(str(rule["max"]))
+        except (KeyError, InvalidOperation):
+            ctx.fail("bad_rule", "temperature_range needs min and max as decimal strings")
+        if isinstance(rule["min"], float) or isinstance(rule["max"], float) or low > high:
+            ctx.fail("bad_rule", "temperature_range needs min <= max, as decimal strings")
+        uom = rule.get("uom", "CEL")
+        if uom not in ("CEL", "FAR", "KEL"):
+            ctx.fail("bad_rule", "uom must be CEL, FAR or KEL")
+        return {"type": kind, "min": str(low), "max": str(high), "uom": uom,
+                "penalty": penalty}
+    if kind == "deadline":
+        biz_step = rule.get("biz_step")
+        within = rule.get("within_ms")
+        if biz_step not in epcis.BIZ_STEPS:
+            ctx.fail("bad_rule", "deadline needs a CBV biz_step")
+        if not isinstance(within, int) or isinstance(within, bool) or not 0 < within <= \
+                365 * 24 * 3_600_000:
+            ctx.fail("bad_rule", "within_ms must be a positive integer (ms), at most a year")
+        return {"type": kind, "biz_step": biz_step, "within_ms": within, "penalty": penalty}
+    if kind == "required_certificate":
+        cert_type = rule.get("cert_type")
+        if cert_type not in CERT_TYPES:
+            ctx.fail("bad_rule", f"cert_type must be one of {sorted(CERT_TYPES)}")
+        return {"type": kind, "cert_type": cert_type,
+                "at_biz_step": rule.get("at_biz_step", "shipping"), "penalty": penalty}
+    ctx.fail("bad_rule", "rule type must be temperature_range, deadline or "
+             "required_certificate")
+
+
+def _breach(ctx: TxContext, rule: Mapping[str, Any], event: dict[str, Any]) -> str | None:
+    if rule["type"] == "temperature_range":
+        low, high = Decimal(rule["min"]), Decimal(rule["max"])
+        for kind, value, uom, _ in epcis.sensor_readings(event):
+            if kind != "Temperature" or uom != rule["uom"]:
+                continue
+            reading = Decimal(value)
+            if not low <= reading <= high:
+                return f"temperature {value} {uom} outside {rule['min']}..{rule['max']}"
+        return None
+    if rule["type"] == "required_certificate" and event.get("bizStep") == rule["at_biz_step"]:
+        for epc in sorted(epcis.epcs_of(event)):
+            sgtin = _sgtin(epc)
+            if sgtin is None:
+                continue
+            gtin = sgtin.gtin
+            if not _has_valid_certificate(ctx, gtin, rule["cert_type"]):
+                return f"{gtin} shipped without a valid {rule['cert_type']} certificate"
+    return None
+
+
+def _accredited(record: Mapping[str, Any] | None, cert_type: str, scope: str,
+                at: int) -> bool:
+    for a in (record or {}).get("accreditations", []):
+        in_force = a["valid_from"] <= at < a["valid_until"] and (
+            a["revoked_at"] is None or at < a["revoked_at"])
+        covers = any(s in ("*", scope) or scope.startswith(s + "/") for s in a["scopes"])
+        if in_force and covers and cert_type in a["types"]:
+            return True
+    return False
+
+
+def _has_valid_certificate(ctx: TxContext, gtin: str, cert_type: str) -> bool:
+    """A certificate batch of that type, anchored for the product, in validity, not
+    revoked as a whole, from a body accredited for it when it issued."""
+    for root in ctx.get(f"cert_subject/product:{gtin}") or []:
+        record = ctx.get(f"anchor/{root}")
+        if record is None or record["revoked_at"] is not None or record["type"] != cert_type:
+            continue
+        if record["valid_from"] <= ctx.time < record["valid_until"] and _accredited(
+                ctx.get(f"accreditation/{record['issuer']}"), cert_type, record["scope"],
+                record["anchored_at"]):
+            return True
+    return False
+
+
+def _penalise(ctx: TxContext | BlockContext, record: dict[str, Any], index: int,
+              rule: dict[str, Any], reason: str, at: int) -> None:
+    amount = min(rule["penalty"]["amount"], record["remaining"])
+    record["remaining"] -= amount
+    record["penalties"] = record.get("penalties", 0) + 1
+    rule["settled"] = "breached"
+    penalty_id = f"{record['id']}#{index}"
+    penalty = {"id": penalty_id, "agreement": record["id"], "responsible": record["responsible"],
+               "beneficiary": record["proposer"] if record["responsible"] != record[
+                   "proposer"] else record["counterparty"],
+               "amount": amount, "currency": rule["penalty"]["currency"],
+               "rule": rule["type"], "reason": reason[:256], "time": at}
+    ctx.put(f"penalty/{penalty_id}", penalty)
+    ctx.emit("trace.penalty.applied", penalty)
+
+
+def rules_of(record: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    return list(record.get("rules", ()))

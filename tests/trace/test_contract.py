@@ -1,0 +1,266 @@
+"""The trace contract: certificates, EPCIS capture, anti-counterfeiting and penalties,
+each rule with its negative tests (a clear code, nothing recorded)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.sdk import httpsig
+from services.trace import documents
+from services.trace.contract import item_key
+from tests.ledger.core.conftest import event_types, rejected_codes
+from tests.trace.scenario import DAY_MS, GTIN, Scenario, build, sgtin
+
+
+@pytest.fixture
+def s() -> Scenario:
+    return build()
+
+
+def item(s: Scenario, serial: str) -> dict[str, object]:
+    key = item_key(sgtin(serial))
+    assert key is not None
+    return s.chain.get(f"trace/{key}")  # type: ignore[no-any-return]
+
+
+def commission(s: Scenario, *serials: str) -> None:
+    result = s.capture(s.maker, s.event(s.maker, [sgtin(x) for x in serials],
+                                        "commissioning"))
+    assert not result.rejected, rejected_codes(result)
+
+
+# --- accreditation and certificates -------------------------------------------------------
+
+
+def test_certificate_issue_verify_and_revoke(s: Scenario) -> None:
+    wrapped, result = s.certify()
+    assert "trace.certificate.issued" in event_types(result)
+    root = wrapped[0].merkle_root
+    anchor = documents.AnchorRecord.from_state(s.chain.get(f"trace/anchor/{root}"))
+    org = s.chain.get("consortium/org/cert-body")
+    issuer = documents.IssuerRecord.from_state(
+        {**s.chain.get("trace/accreditation/cert-body"), "roles": org["roles"]})
+    now = s.chain.time
+    assert documents.verify(wrapped[0], anchor=anchor, issuer=issuer, now_ms=now).valid
+    # selective disclosure keeps it valid
+    hidden = documents.obfuscate(wrapped[0], ["id"])
+    assert documents.verify(hidden, anchor=anchor, issuer=issuer, now_ms=now).valid
+    # a forged value breaks integrity only
+    forged = documents.WrappedDocument.from_json(json.loads(json.dumps(
+        wrapped[0].to_json()).replace(":string:cert-1", ":string:cert-2")))
+    report = documents.verify(forged, anchor=anchor, issuer=issuer, now_ms=now)
+    assert not report.integrity.ok and report.status.ok and report.issuer.ok
+    # revocation by the issuer shows in the status check
+    assert s.code(s.maker.key, "trace.revoke_certificate", {"merkle_root": root}) == \
+        "forbidden"
+    s.ok(s.certifier.key, "trace.revoke_certificate", {"merkle_root": root,
+                                                       "reason": "withdrawn"})
+    anchor = documents.AnchorRecord.from_state(s.chain.get(f"trace/anchor/{root}"))
+    report = documents.verify(wrapped[0], anchor=anchor, issuer=issuer, now_ms=s.chain.time)
+    assert report.status.code == "revoked" and not report.valid
+
+
+def test_only_accredited_bodies_issue(s: Scenario) -> None:
+    wrapped = documents.wrap_batch([{"$template": {"type": documents.CERTIFICATE_TEMPLATE},
+                                     "id": "x", "type": "CE"}], salt=s.salt)
+    payload = {"merkle_root": wrapped[0].merkle_root, "type": "CE",
+               "subject": {"kind": "product", "id": GTIN}, "scope": "*",
+               "valid_from": 0, "valid_until": s.chain.time + DAY_MS}
+    assert s.code(s.maker.key, "trace.anchor_certificate", payload) == "forbidden"
+    assert s.code(s.certifier.key, "trace.anchor_certificate",
+                  {**payload, "type": "HALAL"}) == "not_accredited"
+    assert s.code(s.maker.key, "trace.accredit",
+                  {"org": "cert-body", "types": ["CE"], "valid_until": s.chain.time + 10}
+                  ) == "forbidden"
+    assert s.code(s.operator, "trace.accredit",
+                  {"org": "shenzhen-maker", "types": ["CE"],
+                   "valid_until": s.chain.time + DAY_MS}) == "forbidden"
+    unknown = {**payload, "subject": {"kind": "product", "id": "04000000000013"}}
+    assert s.code(s.certifier.key, "trace.anchor_certificate", unknown) == "not_found"
+
+
+# --- capture -------------------------------------------------------------------------------
+
+
+def test_capture_tracks_items_and_rejects_duplicates(s: Scenario) -> None:
+    event = s.event(s.maker, [sgtin("1001")], "commissioning")
+    result = s.capture(s.maker, event)
+    assert not result.rejected and "trace.event.captured" in event_types(result)
+    captured = next(e for e in result.events if e.type == "trace.event.captured")
+    assert captured.attributes["event_hash"].startswith("ni:///sha-256;")
+    state = item(s, "1001")
+    assert state["state"] == "commissioned" and state["brand_owner"] == "shenzhen-maker"
+    assert s.capture(s.maker, event).rejected[0].code == "duplicate_event"
+
+
+@pytest.mark.parametrize(("mutate", "code"), [
+    (lambda e: e.update(bizStep="flying"), "unknown_bizstep"),
+    (lambda e: e.update(epcList=["urn:epc:id:sgtin:123"]), "bad_identifier"),
+    (lambda e: e.update(action="MOVE"), "bad_action"),
+    (lambda e: e.pop("eventTime"), "missing_field"),
+])
+def test_capture_refuses_bad_events(s: Scenario, mutate: object, code: str) -> None:
+    event = s.event(s.maker, [sgtin("2001")], "commissioning")
+    mutate(event)  # type: ignore[operator]
+    result = s.capture(s.maker, event)
+    assert len(result.rejected) == 1
+    assert result.rejected[0].code in (code, "bad_epc", "bad_identifier"), \
+        result.rejected[0].message
+    assert item(s, "2001") is None
+
+
+def test_capture_refuses_unauthorised_parties_and_skewed_clocks(s: Scenario) -> None:
+    # the carrier cannot capture at the manufacturer's location
+    foreign = s.event(s.carrier, [sgtin("3001")], "shipping", location=s.maker.location)
+    assert s.capture(s.carrier, foreign).rejected[0].code == "forbidden"
+    # only the brand owner commissions its serials
+    assert s.capture(s.carrier, s.event(s.carrier, [sgtin("3002")], "commissioning")
+                     ).rejected[0].code == "forbidden"
+    # an unregistered location
+    unknown = s.event(s.maker, [sgtin("3003")], "commissioning",
+                      location="urn:epc:id:sgln:6901234.99999.0")
+    assert s.capture(s.maker, unknown).rejected[0].code == "unknown_location"
+    # an event from the future of block time (clock skew)
+    future = s.event(s.maker, [sgtin("3004")], "commissioning",
+                     at=s.chain.next_time + 3_600_000)
+    assert s.capture(s.maker, future).rejected[0].code == "clock_skew"
+    # the merchants of the testnet may not capture at all
+    assert item(s, "3001") is None and item(s, "3004") is None
+
+
+def test_capture_proceed_records_the_valid_events(s: Scenario) -> None:
+    good = s.event(s.maker, [sgtin("4001")], "commissioning")
+    bad = {**s.event(s.maker, [sgtin("4002")], "commissioning"), "bizStep": "nope"}
+    result = s.capture(s.maker, good, bad, error_behaviour="proceed")
+    assert not result.rejected
+    assert event_types(result).count("trace.event.captured") == 1
+    assert "trace.capture.rejected" in event_types(result)
+    rollback = s.capture(s.maker, s.event(s.maker, [sgtin("4003")], "commissioning"),
+                         bad)
+    assert rollback.rejected and item(s, "4003") is None
+
+
+def test_signed_http_capture_relayed_by_a_third_party(s: Scenario) -> None:
+    """The party signs its EPCIS request; whoever relays it cannot alter it."""
+    document = {"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+                "type": "EPCISDocument", "schemaVersion": "2.0",
+                "creationDate": "2026-01-01T00:00:00Z",
+                "epcisBody": {"eventList": [s.event(s.maker, [sgtin("5001")],
+                                                    "commissioning")]}}
+    body = json.dumps(document)
+    url = "https://gateway.example/epcis/capture"
+    now_s = s.chain.next_time // 1000
+    headers = {"Content-Type": "application/ld+json"}
+    headers.update(httpsig.sign_request(s.maker.key, method="POST", url=url, headers=headers,
+                                        body=body.encode(), now=now_s, nonce="n-5001"))
+    request = {"method": "POST", "url": url, "headers": headers, "body": body}
+    relay = s.operator  # anyone may relay; the contract checks the party's signature
+    result = s.run(relay, "trace.capture", {"request": request})
+    assert not result.rejected, rejected_codes(result)
+    captured = next(e for e in result.events if e.type == "trace.event.captured")
+    assert captured.attributes["org"] == "shenzhen-maker"
+    tampered = {**request, "body": body.replace("5001", "5002")}
+    assert s.code(relay, "trace.capture", {"request": tampered}).startswith("request_")
+    assert item(s, "5002") is None
+
+
+# --- anti-counterfeiting ---------------------------------------------------------------------
+
+
+def test_scans_detect_clones(s: Scenario) -> None:
+    commission(s, "6001", "6002")
+    s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6001"), "country": "DE"})
+    result = s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6001"), "country": "PL"})
+    suspected = [e for e in result.events if e.type == "trace.clone.suspected"]
+    assert suspected and suspected[0].attributes["brand_owner"] == "shenzhen-maker"
+    assert item(s, "6001")["clone_suspected"] is True
+    # the same country again, much later: fine
+    s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6002"), "country": "DE"})
+    later = s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6002"), "country": "DE"},
+                 time=s.chain.time + 2 * DAY_MS)
+    assert "trace.clone.suspected" not in event_types(later)
+    # decommissioned serials scanned again are clones
+    s.capture(s.maker, s.event(s.maker, [sgtin("6002")], "decommissioning",
+                               disposition="destroyed"))
+    after = s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6002"), "country": "DE"})
+    assert "trace.clone.suspected" in event_types(after)
+    # only the platform records scans
+    assert s.code(s.maker.key, "trace.record_scan", {"epc": sgtin("6001"),
+                                                     "country": "DE"}) == "forbidden"
+
+
+# --- agreements and penalties ----------------------------------------------------------------
+
+
+def agree(s: Scenario, rules: list[dict[str, object]], **extra: object) -> None:
+    s.ok(s.maker.key, "trace.propose_agreement", {
+        "id": "cold-chain-1", "counterparty": "rail-carrier", "responsible": "rail-carrier",
+        "rules": rules, "deposit": {"amount": 50_000, "currency": "EUR"}, **extra})
+    assert s.code(s.maker.key, "trace.accept_agreement", {"id": "cold-chain-1"}) == \
+        "forbidden"
+    s.ok(s.carrier.key, "trace.accept_agreement", {"id": "cold-chain-1"})
+
+
+def test_temperature_breach_applies_a_penalty(s: Scenario) -> None:
+    commission(s, "7001")
+    agree(s, [{"type": "temperature_range", "min": "2", "max": "8", "uom": "CEL",
+               "penalty": {"amount": 20_000, "currency": "EUR"}}], epcs=[sgtin("7001")])
+    fine = s.capture(s.carrier, s.event(s.carrier, [sgtin("7001")], "shipping",
+                                        action="OBSERVE", temperatures=["4.5"]))
+    assert "trace.penalty.applied" not in event_types(fine)
+    hot = s.capture(s.carrier, s.event(s.carrier, [sgtin("7001")], "arriving",
+                                       action="OBSERVE", temperatures=["12.5"]))
+    penalty = next(e for e in hot.events if e.type == "trace.penalty.applied")
+    assert penalty.attributes["responsible"] == "rail-carrier"
+    assert penalty.attributes["amount"] == 20_000
+    agreement = s.chain.get("trace/agreement/cold-chain-1")
+    assert agreement["remaining"] == 30_000
+
+
+def test_missed_deadline_is_penalised_on_block_time(s: Scenario) -> None:
+    commission(s, "8001")
+    agree(s, [{"type": "deadline", "biz_step": "arriving", "within_ms": 3_600_000,
+               "penalty": {"amount": 60_000, "currency": "EUR"}}], epcs=[sgtin("8001")])
+    quiet = s.chain.block([], time=s.chain.time + 1_000)
+    assert "trace.penalty.applied" not in event_types(quiet)
+    late = s.chain.block([], time=s.chain.time + 2 * 3_600_000)
+    penalty = next(e for e in late.events if e.type == "trace.penalty.applied")
+    assert penalty.attributes["amount"] == 50_000  # capped by the deposit
+
+
+def test_deadline_met_is_not_penalised(s: Scenario) -> None:
+    commission(s, "8101")
+    agree(s, [{"type": "deadline", "biz_step": "arriving", "within_ms": 3_600_000,
+               "penalty": {"amount": 1_000, "currency": "EUR"}}], epcs=[sgtin("8101")])
+    s.capture(s.carrier, s.event(s.carrier, [sgtin("8101")], "arriving", action="OBSERVE"))
+    late = s.chain.block([], time=s.chain.time + 2 * 3_600_000)
+    assert "trace.penalty.applied" not in event_types(late)
+
+
+def test_required_certificate_at_shipping(s: Scenario) -> None:
+    commission(s, "9001")
+    agree(s, [{"type": "required_certificate", "cert_type": "ORGANIC",
+               "penalty": {"amount": 5_000, "currency": "EUR"}}], gtins=[GTIN])
+    shipped = s.capture(s.carrier, s.event(s.carrier, [sgtin("9001")], "shipping",
+                                           action="OBSERVE"))
+    assert "trace.penalty.applied" in event_types(shipped)
+
+
+def test_bad_rules_are_refused(s: Scenario) -> None:
+    bad_rules = [
+        {"type": "temperature_range", "min": "8", "max": "2",
+         "penalty": {"amount": 1, "currency": "EUR"}},
+        {"type": "deadline", "biz_step": "flying", "within_ms": 10,
+         "penalty": {"amount": 1, "currency": "EUR"}},
+        {"type": "teleport", "penalty": {"amount": 1, "currency": "EUR"}},
+        {"type": "deadline", "biz_step": "arriving", "within_ms": 10,
+         "penalty": {"amount": 1, "currency": "XXX"}},
+    ]
+    for number, rule in enumerate(bad_rules):
+        code = s.code(s.maker.key, "trace.propose_agreement", {
+            "id": f"bad-{number}", "counterparty": "rail-carrier",
+            "responsible": "rail-carrier", "rules": [rule], "epcs": [sgtin("1")],
+            "deposit": {"amount": 1, "currency": "EUR"}})
+        assert code in ("bad_rule", "bad_payload"), (rule, code)
