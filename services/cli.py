@@ -226,6 +226,7 @@ def _cmd_views(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    import services.gateway.trace.views  # noqa: F401  (registers the trace views)
     from services.gateway.views.mongo import open_database
     from services.gateway.views.projector import Projector
     from services.ledger.node.store import SqliteStore
@@ -249,6 +250,12 @@ def _cmd_views(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from services.runtime.demo import run_demo
+
+    return run_demo(args.gateway, args.data)
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -357,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
                                            "server (stop the gateway first)")
     views.add_argument("--db-name", default="ecosphere")
     views.set_defaults(func=_cmd_views)
+
+    demo = sub.add_parser("demo", help="play the supply-chain scenario against 'ecosphere up'")
+    demo.add_argument("--gateway", default="http://127.0.0.1:8080")
+    demo.add_argument("--data", default="data", help="the data directory of 'ecosphere up'")
+    demo.set_defaults(func=_cmd_demo)
 
     gen = sub.add_parser("genesis", help="create the consortium's keys and genesis")
     gen.add_argument("--data", default="data")

@@ -140,6 +140,8 @@ class GatewayApi:
         self.options = options
         self.waiters = CommitWaiters(options.waiters_max)
         self.views: Any = None  # a services.gateway.views database, when configured
+        self.relay: Any = None  # services.gateway.relay.Relay, when the gateway has a key
+        self.domains: list[Any] = []  # domain APIs: objects with endpoints()
         self.views_available: Callable[[], bool] = lambda: self.views is not None
         runner.host.listeners.committed.append(self.waiters.on_commit)
         runner.host.listeners.rejected.append(self.waiters.on_rejected)
@@ -204,9 +206,15 @@ class GatewayApi:
               "identity", {200: m.Me}, signed=True, errors=(400, 401, 429)),
         ]
 
+    def all_endpoints(self) -> list[Endpoint]:
+        out = self.endpoints()
+        for domain in self.domains:
+            out.extend(domain.endpoints())
+        return out
+
     def routes(self) -> list[web.RouteDef]:
         out = []
-        for e in self.endpoints():
+        for e in self.all_endpoints():
             path = e.path.replace("{key}", "{key:.+}")
             out.append(web.route(e.method, path, e.handler))
         return out
@@ -455,6 +463,13 @@ class GatewayApi:
         })
 
     # --- views ------------------------------------------------------------------------
+
+    def views_db(self) -> Any:
+        """The views database, or a 503 problem while it is unavailable (for domains)."""
+        return self._db()
+
+    async def views_call(self, call: Any) -> Any:
+        return await self._views(call)
 
     def _db(self) -> Any:
         if self.views is None or not self.views_available():

@@ -111,6 +111,14 @@ class ServiceNode:
         self.runner.host.listeners.committed.append(self.metrics.on_commit)
         if s.service == "gateway":
             self.gateway = GatewayApi(self.runner, s.gateway)
+            relay_path = s.node_dir / "relay.key"
+            if relay_path.exists():
+                from services.gateway.relay import Relay
+
+                self.gateway.relay = Relay(self.runner, keys.load(relay_path))
+            from services.gateway.trace.api import TraceApi
+
+            self.gateway.domains.append(TraceApi(self.gateway))
 
     def deliver(self, data: bytes) -> bool:
         return self.runner.deliver(data)
@@ -175,7 +183,7 @@ class ServiceNode:
             app = web.Application(middlewares=policies.middlewares(),
                                   client_max_size=g.body_bytes_max)
             app.add_routes(self.gateway.routes())
-            app.add_routes(docs_routes(self.gateway.endpoints() + self.admin_endpoints(),
+            app.add_routes(docs_routes(self.gateway.all_endpoints() + self.admin_endpoints(),
                                        title="ecosphere gateway", version=__version__))
         app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz),
                         web.get("/metrics", self.metrics_endpoint)])

@@ -31,7 +31,7 @@ from services.gateway.views.schema import (
     put_json_value,
     register,
 )
-from services.trace import epcis
+from services.trace import epcis, identifiers
 
 PRODUCTS = "trace_products"
 CERTIFICATES = "trace_certificates"
@@ -65,9 +65,17 @@ def project_certificates(ctx: BlockContext) -> list[Write]:
     return out
 
 
+def _canonical(identifier: str) -> str:
+    """The Digital Link form the contract and ``epcs`` use (as submitted if unparseable)."""
+    try:
+        return identifiers.to_digital_link(identifier)
+    except identifiers.IdentifierError:
+        return identifier
+
+
 def _ids(event: dict[str, Any], epc_list: str, quantity_list: str) -> set[str]:
-    out = {str(x) for x in event.get(epc_list, []) if isinstance(x, str)}
-    out |= {str(q["epcClass"]) for q in event.get(quantity_list, [])
+    out = {_canonical(x) for x in event.get(epc_list, []) if isinstance(x, str)}
+    out |= {_canonical(q["epcClass"]) for q in event.get(quantity_list, [])
             if isinstance(q, dict) and isinstance(q.get("epcClass"), str)}
     return out
 
@@ -97,7 +105,7 @@ def project_epcis_events(ctx: BlockContext) -> list[Write]:
             "recordTime": ctx.time,
             "readPoint": (event.get("readPoint") or {}).get("id"),
             "bizLocation": (event.get("bizLocation") or {}).get("id"),
-            "parentID": event.get("parentID"),
+            "parentID": _canonical(event["parentID"]) if event.get("parentID") else None,
             "epcs": sorted(epcis.epcs_of(event)),
             "outputs": sorted(_ids(event, "outputEPCList", "outputQuantityList")),
             "inputs": sorted(_ids(event, "inputEPCList", "inputQuantityList")),

@@ -175,6 +175,8 @@ def test_rebuild_gives_exactly_the_incremental_views(mongo):
     assert (report.blocks, report.transactions, report.events) == (store.height(), 60, 60)
     assert report.tx_per_s > 0
     for spec in default_specs():
+        if spec.name not in indexes:
+            continue  # a domain's view (registered when its package is imported)
         for model in spec.indexes:
             assert dict(model.document["key"]) in [dict(k) for k in indexes[spec.name]]
 
