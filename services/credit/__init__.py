@@ -1,0 +1,1 @@
+"""The public credit service center: a consortium validator (its contract comes next)."""

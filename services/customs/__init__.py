@@ -1,0 +1,1 @@
+"""Customs supervision: a validator of the consortium (its domain contract comes next)."""
