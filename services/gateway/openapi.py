@@ -49,7 +49,8 @@ class Endpoint:
 
     @property
     def operation_id(self) -> str:
-        return self.handler.__name__.strip("_")
+        """Unique across domains: the handler's class and name (``EpcisApi_list_events``)."""
+        return self.handler.__qualname__.replace(".", "_").strip("_")
 
 
 def _models(endpoints: Sequence[Endpoint]) -> list[type[BaseModel]]:

@@ -97,6 +97,7 @@ class ServiceNode:
     views: Any = None  # services.gateway.views.mongo.ViewsDatabase
     projector: Any = None  # services.gateway.views.projector.Projector
     publisher: Any = None  # services.gateway.events.EventPublisher
+    epcis: Any = None  # services.gateway.trace.epcis_api.EpcisApi
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop_extras: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -117,8 +118,11 @@ class ServiceNode:
 
                 self.gateway.relay = Relay(self.runner, keys.load(relay_path))
             from services.gateway.trace.api import TraceApi
+            from services.gateway.trace.epcis_api import EpcisApi
 
             self.gateway.domains.append(TraceApi(self.gateway))
+            self.epcis = EpcisApi(self.gateway)
+            self.gateway.domains.append(self.epcis)
 
     def deliver(self, data: bytes) -> bool:
         return self.runner.deliver(data)
@@ -159,6 +163,8 @@ class ServiceNode:
                     self.gateway.views = self.views.db
                     self.gateway.views_available = lambda: bool(self.projector.available)
                 self._tasks.append(asyncio.create_task(self.projector.run(self._stop_extras)))
+                if self.epcis is not None:
+                    await self.epcis.start()
         if amqp_url is not None and s.views.events_enabled:
             from services.gateway.events import EventPublisher
 
@@ -251,6 +257,8 @@ class ServiceNode:
 
     async def close(self) -> None:
         self._stop_extras.set()
+        if self.epcis is not None:
+            await self.epcis.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         if self.web_runner is not None:

@@ -311,14 +311,30 @@ class TraceContract(Contract):
     # --- EPCIS capture ------------------------------------------------------------------
 
     def _capture(self, ctx: TxContext) -> None:
-        org = ctx.sender_org
-        roles = ctx.org_roles
-        raw_events = ctx.payload.get("events")
-        if "request" in ctx.payload:
+        if "request" not in ctx.payload:
+            self._capture_events(ctx, ctx.sender_org, ctx.org_roles, ctx.payload["events"])
+            return
+        # A relayed, party-signed request: the relay's transaction always commits and
+        # carries the outcome as events. Were it refused, its nonce would stay unused
+        # and hold back every later relayed transaction (the relay cannot see that a
+        # proposer dropped it).
+        checkpoint = ctx.checkpoint()
+        try:
             org, roles, raw_events = self._signed_request(ctx)
+            self._capture_events(ctx, org, roles, raw_events)
+        except TransactionFailed as exc:
+            ctx.rollback(checkpoint)
+            ctx.emit("trace.capture.rejected", {"position": None, "code": exc.code,
+                                                "reason": exc.message[:256],
+                                                "org": None})
+
+    def _capture_events(self, ctx: TxContext, org: str, roles: frozenset[str],
+                        raw_events: object) -> None:
         if not roles.intersection(CAPTURE_ROLES):
             ctx.fail("forbidden", f"{org} has no role that captures supply-chain events")
-        assert isinstance(raw_events, list)
+        if not isinstance(raw_events, list) or not 0 < len(raw_events) <= \
+                EVENTS_PER_CAPTURE_MAX:
+            ctx.fail("bad_payload", f"a capture holds 1..{EVENTS_PER_CAPTURE_MAX} events")
         proceed = ctx.payload.get("error_behaviour", "rollback") == "proceed"
         accepted = 0
         for position, raw in enumerate(raw_events):
@@ -370,7 +386,10 @@ class TraceContract(Contract):
             ctx.fail("org_suspended", "the capturing organisation is not active")
         try:
             document = json.loads(body, parse_float=_no_float)
-            events = epcis.validate_document(document)
+            # POST /capture sends an EPCISDocument; POST /events one event
+            is_document = isinstance(document, dict) and document.get("type") == \
+                "EPCISDocument"
+            events = epcis.validate_document(document) if is_document else [document]
         except epcis.EpcisError as exc:
             ctx.fail(exc.code, str(exc))
         except ValueError as exc:

@@ -162,7 +162,11 @@ def test_signed_http_capture_relayed_by_a_third_party(s: Scenario) -> None:
     captured = next(e for e in result.events if e.type == "trace.event.captured")
     assert captured.attributes["org"] == "shenzhen-maker"
     tampered = {**request, "body": body.replace("5001", "5002")}
-    assert s.code(relay, "trace.capture", {"request": tampered}).startswith("request_")
+    # the relay's transaction commits (its nonce must not stall); the refusal is its outcome
+    outcome = s.ok(relay, "trace.capture", {"request": tampered})
+    refused = [e for e in outcome.events if e.type == "trace.capture.rejected"]
+    assert refused and refused[0].attributes["code"].startswith("request_")
+    assert "trace.event.captured" not in event_types(outcome)
     assert item(s, "5002") is None
 
 
