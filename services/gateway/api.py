@@ -40,7 +40,7 @@ from services.gateway.problems import Problem
 from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
-from services.ledger.core.errors import EncodingError, LedgerError
+from services.ledger.core.errors import EncodingError, LedgerError, TransactionFailed
 from services.ledger.core.replica import Commit, TxRejected
 from services.ledger.core.state import StateView, state_key
 from services.ledger.core.transactions import Transaction
@@ -248,6 +248,9 @@ class GatewayApi:
                 results.append({"status": "rejected", **_problem_body(exc)})
                 continue
             try:
+                failure = self.replica.dry_run(tx, int(time.time() * 1000))
+                if failure is not None:
+                    raise TransactionFailed(failure.message, code=failure.code)
                 self.runner.host.submit(tx)
             except LedgerError as exc:
                 if not batch:

@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+import services.gateway.trace  # noqa: F401  (registers the trace domain's events)
 from services.gateway.event_schemas import (
     EVENT_SCHEMAS,
     EVENT_SUBJECTS,

@@ -244,3 +244,16 @@ def test_transactions_from_unregistered_keys_are_refused(live: LiveNetwork) -> N
     with pytest.raises(ApiError) as refused:
         live.client().submit(tx)
     assert refused.value.code == "unknown_sender"
+
+
+def test_a_transaction_the_chain_would_refuse_is_refused_at_once(live: LiveNetwork) -> None:
+    """Dropped by the proposer, it would leave its client waiting for a commit that never
+    comes: the gateway executes it on the tip first and answers with the contract's code."""
+    client = live.client(live.demo_key)
+    d = digest("anchored twice")
+    assert client.send("notary.anchor", {"digest": d})["status"] == "committed"
+    started = time.monotonic()
+    with pytest.raises(ApiError) as twice:
+        client.send("notary.anchor", {"digest": d})
+    assert twice.value.code == "conflict" and twice.value.status == 409
+    assert time.monotonic() - started < 5

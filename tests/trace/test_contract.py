@@ -11,7 +11,7 @@ from services.sdk import httpsig
 from services.trace import documents
 from services.trace.contract import item_key
 from tests.ledger.core.conftest import event_types, rejected_codes
-from tests.trace.scenario import DAY_MS, GTIN, Scenario, build, sgtin
+from tests.trace.scenario import DAY_MS, GTIN, Scenario, build, gln, sgtin
 
 
 @pytest.fixture
@@ -268,3 +268,47 @@ def test_bad_rules_are_refused(s: Scenario) -> None:
             "responsible": "rail-carrier", "rules": [rule], "epcs": [sgtin("1")],
             "deposit": {"amount": 1, "currency": "EUR"}})
         assert code in ("bad_rule", "bad_payload"), (rule, code)
+
+
+def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
+    """The CloudEvents data partners receive is described exactly (AsyncAPI): every
+    event the scenario makes the contract emit validates against its registered model."""
+    import services.gateway.trace  # noqa: F401  (registers the schemas)
+    from services.gateway.event_schemas import EVENT_SCHEMAS, validate_data
+
+    emitted: set[str] = set()
+    original = s.chain.block
+
+    def recording(*args: object, **kwargs: object) -> object:
+        result = original(*args, **kwargs)  # type: ignore[arg-type]
+        for event in result.events:
+            if event.type.startswith("trace."):
+                validate_data(event.type, dict(event.attributes))
+                emitted.add(event.type)
+        return result
+
+    s.chain.block = recording  # type: ignore[method-assign,assignment]
+    s.ok(s.operator, "trace.accredit", {"org": "cert-body", "types": ["CE"],
+                                        "valid_until": s.chain.next_time + DAY_MS})
+    s.ok(s.maker.key, "trace.register_product", {"gtin": "06901234000023", "name": "Tea 2",
+                                                 "company_prefix_length": 7})
+    s.ok(s.retailer.key, "trace.register_location",
+         {"gln": gln("4098765", "00002"), "name": "second shop", "country": "FR"})
+    wrapped, _ = s.certify()
+    s.ok(s.certifier.key, "trace.revoke_certificate",
+         {"merkle_root": wrapped[0].merkle_root, "target_hash": wrapped[0].target_hash})
+    commission(s, "9901", "9902")
+    s.capture(s.maker, s.event(s.maker, [sgtin("9903")], "commissioning"),
+              {**s.event(s.maker, [sgtin("9904")], "commissioning"), "bizStep": "nope"},
+              error_behaviour="proceed")
+    agree(s, [{"type": "temperature_range", "min": "2", "max": "8",
+               "penalty": {"amount": 100, "currency": "EUR"}}], epcs=[sgtin("9901")])
+    s.capture(s.carrier, s.event(s.carrier, [sgtin("9901")], "shipping", action="OBSERVE",
+                                 temperatures=["30"]))
+    s.ok(s.operator, "trace.record_scan", {"epc": sgtin("9902"), "country": "DE"})
+    s.ok(s.operator, "trace.record_scan", {"epc": sgtin("9902"), "country": "FR"})
+    s.ok(s.operator, "trace.record_scan", {"epc": sgtin("9999"), "country": "DE"})
+    accreditation = s.chain.get("trace/accreditation/cert-body")["accreditations"][0]["id"]
+    s.ok(s.operator, "trace.revoke_accreditation", {"org": "cert-body", "id": accreditation})
+    trace_types = {t for t in EVENT_SCHEMAS if t.startswith("trace.")}
+    assert trace_types == emitted, trace_types - emitted

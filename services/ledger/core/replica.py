@@ -326,6 +326,22 @@ class Replica:
         self._from_consensus(self.consensus.on_txs_available(now), now, out)
         return out
 
+    def dry_run(self, tx: Transaction, now: int) -> Rejection | None:
+        """Execute ``tx`` alone on the committed state, as the next block would at ``now``.
+
+        Only meaningful when it is the sender's next nonce (no waiting predecessor it
+        could depend on); returns None otherwise. A transaction that fails here would
+        be dropped by the proposer without a word to its client, so the gateway tells
+        the client at once instead of letting it wait for a commit that never comes.
+        """
+        view = StateView(self.tip.state)
+        if tx.nonce != self.app.next_nonce(view, tx.sender) or tx.hash in self.mempool:
+            return None
+        time = max(now, self.tip.time + 1)
+        ex = self.app.execute(self.tip.state, height=self.height, time=time, txs=[tx],
+                              skip_failed=True)
+        return ex.rejected[0] if ex.rejected else None
+
     def _admit(self, tx: Transaction) -> None:
         """Cheapest checks first: the signature (the costly one) is checked last,
         so duplicates and replays of committed transactions cost no verification."""

@@ -1,0 +1,164 @@
+"""The ``data`` of the trace domain's partner events (CloudEvents on ``ecosphere.events``),
+registered for the AsyncAPI document and for validation: exactly the attributes the
+trace contract emits (``services/trace/contract.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from services.gateway.event_schemas import BlockTimeMs, EventData, Hex64, OrgId, register
+
+Amount = int
+Gtin = str
+
+
+class Money(EventData):
+    amount: int = Field(ge=0, description="minor units")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class AccreditationGranted(EventData):
+    """A certification body was accredited for certificate types and scopes."""
+
+    org: OrgId
+    id: str
+    types: list[str]
+    scopes: list[str]
+    valid_from: BlockTimeMs
+    valid_until: int
+    revoked_at: int | None
+    by: OrgId
+
+
+class AccreditationWithdrawn(EventData):
+    org: OrgId
+    id: str
+    by: OrgId
+
+
+class ProductRegistered(EventData):
+    """A brand owner registered a product (its GTIN and master data)."""
+
+    gtin: Gtin = Field(pattern=r"^[0-9]{14}$")
+    name: str
+    brand_owner: OrgId
+    company_prefix_length: int
+    digital_link: str
+
+
+class LocationRegistered(EventData):
+    gln: str = Field(pattern=r"^[0-9]{13}$")
+    org: OrgId
+    name: str
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    registered: BlockTimeMs
+
+
+class CertificateIssued(EventData):
+    """An accredited body anchored a batch of certificates (its Merkle root)."""
+
+    merkle_root: Hex64
+    issuer: OrgId
+    type: str
+    scope: str
+    subject_kind: str
+    subject_id: str
+    valid_from: int
+    valid_until: int
+
+
+class CertificateRevoked(EventData):
+    merkle_root: Hex64
+    target_hash: Hex64 | None = Field(description="one certificate; null: the whole batch")
+    issuer: OrgId
+    reason: str
+
+
+class EventCaptured(EventData):
+    """An EPCIS 2.0 event was recorded (the whole normalised event is in ``event``)."""
+
+    event_hash: str = Field(description="CBV 2.0 event hash, ni:///sha-256;…?ver=CBV2.0")
+    type: str
+    biz_step: str | None
+    disposition: str | None
+    org: OrgId
+    time: int = Field(description="eventTime, ms since the Unix epoch")
+    location: str | None
+    epcs: list[str] = Field(description="identifiers named (canonical Digital Links)")
+    position: int
+    event: dict[str, Any]
+
+
+class CaptureRejected(EventData):
+    """An event of a capture (or a whole relayed capture: position null) was refused."""
+
+    position: int | None
+    code: str
+    reason: str
+    org: OrgId | None
+
+
+class AgreementProposed(EventData):
+    id: str
+    proposer: OrgId
+    counterparty: OrgId
+    responsible: OrgId
+    deposit: Money
+
+
+class AgreementAccepted(EventData):
+    id: str
+    by: OrgId
+    deposit: Money
+
+
+class PenaltyApplied(EventData):
+    """A contract rule was breached: a penalty drawn from the responsible party's deposit."""
+
+    id: str
+    agreement: str
+    responsible: OrgId
+    beneficiary: OrgId
+    amount: int = Field(ge=0, description="minor units")
+    currency: str
+    rule: str
+    reason: str
+    time: int
+
+
+class ScanRecorded(EventData):
+    epc: str
+    country: str
+    scans: int
+
+
+class ScanUnknown(EventData):
+    epc: str
+    country: str
+
+
+class CloneSuspected(EventData):
+    """The same serial was seen where its history makes it implausible (for its brand owner)."""
+
+    epc: str
+    brand_owner: OrgId
+    country: str
+    reason: str
+
+
+register("trace.accreditation.granted", AccreditationGranted, subject="org")
+register("trace.accreditation.withdrawn", AccreditationWithdrawn, subject="org")
+register("trace.product.registered", ProductRegistered, subject="gtin")
+register("trace.location.registered", LocationRegistered, subject="gln")
+register("trace.certificate.issued", CertificateIssued, subject="merkle_root")
+register("trace.certificate.revoked", CertificateRevoked, subject="merkle_root")
+register("trace.event.captured", EventCaptured, subject="event_hash")
+register("trace.capture.rejected", CaptureRejected, subject="code")
+register("trace.agreement.proposed", AgreementProposed, subject="id")
+register("trace.agreement.accepted", AgreementAccepted, subject="id")
+register("trace.penalty.applied", PenaltyApplied, subject="responsible")
+register("trace.scan.recorded", ScanRecorded, subject="epc")
+register("trace.scan.unknown", ScanUnknown, subject="epc")
+register("trace.clone.suspected", CloneSuspected, subject="epc")
