@@ -133,6 +133,7 @@ from typing import Any, Final, TypeAlias
 from services.ledger.core import merkle
 from services.ledger.core.encoding import DEPTH_MAX, INT_MAX, INT_MIN, encode
 from services.ledger.core.errors import EncodingError, Rejected
+from services.trace.civil import civil_from_days, days_from_civil, days_in_month
 
 __all__ = [
     "CERTIFICATE_TEMPLATE",
@@ -1070,34 +1071,6 @@ def _check_attachments(attachments: object) -> None:
 # --------------------------------------------------------------------------- RFC 3339
 
 
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    year -= month <= 2
-    era = year // 400
-    yoe = year - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    days += 719468
-    era = days // 146097
-    doe = days - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + (3 if mp < 10 else -9)
-    return yoe + era * 400 + (month <= 2), month, day
-
-
-def _days_in_month(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    return 30 if month in (4, 6, 9, 11) else 31
-
-
 _DAY_MS = 86_400_000
 
 
@@ -1115,7 +1088,7 @@ def rfc3339_to_ms(text: object) -> int:
         raise _fail("bad_time", f"{text!r} is not an RFC 3339 date-time")
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     fraction, zulu, sign, off_hour, off_minute = match.group(7, 8, 9, 10, 11)
-    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
+    if not (1 <= month <= 12 and 1 <= day <= days_in_month(year, month)
             and hour <= 23 and minute <= 59 and second <= 59):
         raise _fail("bad_time", f"{text!r} is not a valid date and time")
     millis = int((fraction[1:] + "00")[:3]) if fraction else 0
@@ -1125,7 +1098,7 @@ def rfc3339_to_ms(text: object) -> int:
             raise _fail("bad_time", f"{text!r} has an invalid offset")
         offset = (int(off_hour) * 60 + int(off_minute)) * 60_000
         offset = -offset if sign == "-" else offset
-    return (_days_from_civil(year, month, day) * _DAY_MS
+    return (days_from_civil(year, month, day) * _DAY_MS
             + ((hour * 60 + minute) * 60 + second) * 1000 + millis - offset)
 
 
@@ -1135,7 +1108,7 @@ def ms_to_rfc3339(ms: int) -> str:
     For years 0000..9999; :class:`DocumentError` ``bad_time`` otherwise.
     """
     days, rest = divmod(ms, _DAY_MS)
-    year, month, day = _civil_from_days(days)
+    year, month, day = civil_from_days(days)
     if not 0 <= year <= 9999:
         raise _fail("bad_time", f"{ms} ms is outside years 0000..9999")
     seconds, millis = divmod(rest, 1000)

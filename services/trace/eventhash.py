@@ -74,6 +74,8 @@ from decimal import (
 )
 from typing import Any, TypeAlias, cast
 
+from services.trace.civil import civil_from_days, days_from_civil, days_in_month
+
 CBV_VERSION = "CBV2.0"
 HASH_PREFIX = "ni:///sha-256;"
 HASH_SUFFIX = "?ver=" + CBV_VERSION
@@ -559,33 +561,6 @@ _TIME = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))", re.ASCII)
 
 
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    year -= month <= 2
-    era = year // 400
-    yoe = year - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    days += 719468
-    era = days // 146097
-    doe = days - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + (3 if mp < 10 else -9)
-    return yoe + era * 400 + (month <= 2), month, day
-
-
-def _days_in_month(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    return 30 if month in (4, 6, 9, 11) else 31
-
-
 def time_to_utc_millis(text: str) -> int:
     """Milliseconds since 1970-01-01T00:00:00Z of an RFC 3339 time with an offset.
 
@@ -596,7 +571,7 @@ def time_to_utc_millis(text: str) -> int:
     if match is None:
         raise EventHashError("bad_time", f"{text[:40]!r} is not an RFC 3339 time with offset")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= days_in_month(year, month)
             and hour <= 23 and minute <= 59 and second <= 59):
         raise EventHashError("bad_time", f"{text[:40]!r} is not a valid time")
     micros = int((match.group(7) or "").ljust(6, "0")[:6])
@@ -606,7 +581,7 @@ def time_to_utc_millis(text: str) -> int:
         if off_h > 23 or off_m > 59:
             raise EventHashError("bad_time", f"{text[:40]!r} has a bad offset")
         offset = (off_h * 60 + off_m) * (1 if match.group(9) == "+" else -1)
-    seconds = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
+    seconds = (days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
                + second - offset * 60)
     return seconds * 1000 + (micros + 500) // 1000
 
@@ -614,7 +589,7 @@ def time_to_utc_millis(text: str) -> int:
 def format_utc_millis(millis: int) -> str:
     """``YYYY-MM-DDTHH:MM:SS.sssZ`` of a time in milliseconds since the epoch."""
     days, rest = divmod(millis, 86_400_000)
-    year, month, day = _civil_from_days(days)
+    year, month, day = civil_from_days(days)
     if not 1 <= year <= 9999:
         raise EventHashError("bad_time", "time outside the years 1..9999")
     hour, rest = divmod(rest, 3_600_000)
