@@ -293,6 +293,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from services.ledger.bench import bench_core
 
         figures = bench_core(txs=args.txs, replicas=4)
+    elif args.target == "trace":
+        import asyncio
+
+        from services.runtime.bench_trace import bench_trace
+
+        figures = asyncio.run(bench_trace(pallets=args.pallets, seconds=args.duration,
+                                          readers=args.concurrency))
     elif args.target == "gateway":
         import asyncio
 
@@ -380,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     client_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (figures with the machine's limits)")
-    bench.add_argument("target", choices=["core", "network", "gateway"])
+    bench.add_argument("target", choices=["core", "network", "gateway", "trace"])
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--pallets", type=int, default=4,
+                       help="trace: pallets of 10 tins, each tin a 50-step history")
     bench.add_argument("--txs", type=int, default=20_000, help="core: transactions")
     bench.add_argument("--duration", type=float, default=20.0, help="network: seconds")
     bench.add_argument("--rate", type=float, help="network: offered tx/s (else saturate)")

@@ -30,7 +30,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,31 +153,59 @@ async def _rebuild(data: DataDir, mongo_uri: str) -> dict[str, Any]:
         store.close()
 
 
-async def bench_gateway(*, duration: float, rate: float, readers: int = 16,
-                        mongo_uri: str | None = None, port: int = 18700) -> dict[str, Any]:
+@dataclass
+class ViewsBench:
+    """A benchmark's network: the five services over the real RabbitMQ with MongoDB
+    views (``mongo_uri``, ``$MONGO_URI`` or an embedded server process)."""
+
+    data: DataDir
+    network: ProcessNetwork
+    mongo_uri: str
+    embedded: bool
+    gateway: str
+
+
+@contextlib.asynccontextmanager
+async def views_bench(name: str, port: int, *, mongo_uri: str | None = None,
+                      extra_env: dict[str, str] | None = None) -> AsyncIterator[ViewsBench]:
     url = os.environ.get("ECOSPHERE_AMQP_URL", DEFAULT_AMQP_URL)
-    root = Path(tempfile.mkdtemp(prefix="ecosphere-benchgw-"))
+    root = Path(tempfile.mkdtemp(prefix=f"ecosphere-{name}-"))
     data = DataDir(root)
     ensure_genesis(data, bench_clients=BENCH_CLIENTS)
     embedded: asyncio.subprocess.Process | None = None
     mongo_uri = mongo_uri or os.environ.get("MONGO_URI")
     if mongo_uri is None:
         embedded, mongo_uri = await _start_secantus(root / "mongo", port + 50)
-    prefix = f"benchgw-{os.getpid()}"
-    db_name = f"benchgw_{uuid.uuid4().hex[:10]}"
+    prefix = f"{name}-{os.getpid()}"
     network = ProcessNetwork(data, port, url, prefix=prefix, extra_env={
         "ECOSPHERE_LOG_LEVEL": "WARNING", "ECOSPHERE_MONGO_URI": mongo_uri,
-        "ECOSPHERE_VIEWS__DB_NAME": db_name})
-    figures: dict[str, Any] = {"rate": rate, "duration_s": duration,
-                               "mongo": "embedded SecantusDB" if embedded else "MONGO_URI"}
+        "ECOSPHERE_VIEWS__DB_NAME": f"{name}_{uuid.uuid4().hex[:10]}", **(extra_env or {})})
     try:
         await network.start()
         await _wait_ready(port)
+        yield ViewsBench(data, network, mongo_uri, embedded is not None,
+                         f"http://127.0.0.1:{port}")
+    finally:
+        with contextlib.suppress(Exception):
+            await network.stop()
+        node_ids = [keys.load(data.node_key(s)).key_id for s in SERVICES]
+        await delete_topology(url, Topology(prefix), node_ids)
+        if embedded is not None and embedded.returncode is None:
+            embedded.terminate()
+            await embedded.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def bench_gateway(*, duration: float, rate: float, readers: int = 16,
+                        mongo_uri: str | None = None, port: int = 18700) -> dict[str, Any]:
+    figures: dict[str, Any] = {"rate": rate, "duration_s": duration}
+    async with views_bench("benchgw", port, mongo_uri=mongo_uri) as bench:
+        figures["mongo"] = "embedded SecantusDB" if bench.embedded else "MONGO_URI"
         lags: list[float] = []
         stop = asyncio.Event()
         sampler = asyncio.create_task(_sample_lag(port, stop, lags))
         cmd = [sys.executable, "-m", "services.runtime.loadgen",
-               "--gateway", f"http://127.0.0.1:{port}", "--duration", str(duration),
+               "--gateway", bench.gateway, "--duration", str(duration),
                "--count", str(int(rate * duration * 1.2) + 100), "--clients",
                str(BENCH_CLIENTS), "--mode", "rate", "--rate", str(rate)]
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
@@ -189,17 +218,9 @@ async def bench_gateway(*, duration: float, rate: float, readers: int = 16,
         figures["lag_p99_s"] = round(percentile(lags, 99), 3)
         figures["lag_samples"] = len(lags)
         figures["catch_up_s"] = await _wait_projected(port)
-        figures["queries"] = await _readers(f"http://127.0.0.1:{port}", seconds=duration / 2,
+        figures["queries"] = await _readers(bench.gateway, seconds=duration / 2,
                                             readers=readers)
-        await network.stop()
-        figures["rebuild"] = await _rebuild(data, mongo_uri)
-    finally:
-        await network.stop()
-        node_ids = [keys.load(data.node_key(s)).key_id for s in SERVICES]
-        await delete_topology(url, Topology(prefix), node_ids)
-        if embedded is not None and embedded.returncode is None:
-            embedded.terminate()
-            await embedded.wait()
-        shutil.rmtree(root, ignore_errors=True)
+        await bench.network.stop()
+        figures["rebuild"] = await _rebuild(bench.data, bench.mongo_uri)
     figures["targets"] = {"queries_p99_ms": 20, "lag_p99_s": 1.0, "rebuild_tx_per_s": 10_000}
     return figures

@@ -98,6 +98,7 @@ class ServiceNode:
     projector: Any = None  # services.gateway.views.projector.Projector
     publisher: Any = None  # services.gateway.events.EventPublisher
     epcis: Any = None  # services.gateway.trace.epcis_api.EpcisApi
+    trace_api: Any = None  # services.gateway.trace.api.TraceApi
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop_extras: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -119,8 +120,19 @@ class ServiceNode:
                 self.gateway.relay = Relay(self.runner, keys.load(relay_path))
             from services.gateway.trace.api import TraceApi
             from services.gateway.trace.epcis_api import EpcisApi
+            from services.gateway.trace.provenance import (
+                ProvenanceCacheCollector,
+                ProvenanceLimits,
+            )
 
-            self.gateway.domains.append(TraceApi(self.gateway))
+            v = s.views
+            self.trace_api = TraceApi(self.gateway, ProvenanceLimits(
+                events_max=v.provenance_events_max, ids_max=v.provenance_ids_max,
+                depth_max=v.provenance_depth_max, cache_entries=v.provenance_cache_entries,
+                cache_steps=v.provenance_cache_steps))
+            self.gateway.domains.append(self.trace_api)
+            self.metrics.registry.register(
+                ProvenanceCacheCollector(self.trace_api.provenance_cache))
             self.epcis = EpcisApi(self.gateway)
             self.gateway.domains.append(self.epcis)
 
@@ -156,6 +168,8 @@ class ServiceNode:
                 limits = ProjectorLimits(batch_blocks_max=s.views.batch_blocks_max,
                                          ready_lag_blocks_max=s.views.ready_lag_blocks_max)
                 self.projector = Projector(store, self.views.db, limits=limits)
+                if self.trace_api is not None:
+                    self.projector.listeners.append(self.trace_api.on_projected)
                 self.metrics.registry.register(ProjectorCollector(self.projector))
                 self.runner.host.listeners.committed.append(
                     lambda _c: self.projector.notify())

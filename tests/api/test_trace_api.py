@@ -3,10 +3,15 @@ endpoints' answers and errors."""
 
 from __future__ import annotations
 
+import urllib.request
+from typing import Any
+
 import pytest
 
+from services.runtime.bench_trace import History
 from services.runtime.demo import Demo
 from services.sdk.client import ApiError
+from services.trace import identifiers
 from tests.api.conftest import LiveNetwork
 
 pytestmark = pytest.mark.functional
@@ -57,3 +62,42 @@ def test_certificate_verification_reports_each_check(live: LiveNetwork) -> None:
     assert report["valid"] is False
     assert {"integrity", "status", "issuer"} <= set(report)
     assert report["status"]["ok"] is False
+
+
+def test_provenance_of_a_50_step_history_follows_containment_and_new_events(
+        live: LiveNetwork) -> None:
+    history = History(live.url, live.data, out=lambda _: None)
+    history.onboard()
+    history.certify()
+    tins = history._pallet(0)
+    case, pallet = (identifiers.to_digital_link(x) for x in history.containers[0])
+    client = live.client()
+
+    def provenance(ident: str, fresh: bool = False) -> dict[str, Any]:
+        query = {"id": ident, **({"fresh": "true"} if fresh else {})}
+        answer: dict[str, Any] = client.call("GET", "/v1/trace/provenance", query=query)
+        return answer
+
+    first = history._wait(lambda: provenance(tins[0]), lambda h: len(h["steps"]) == 50)
+    assert provenance(tins[0]) == first == provenance(tins[0], fresh=True)
+    steps = first["steps"]
+    assert [s["bizStep"] for s in steps][-1] == "retail_selling"
+    vias = {s["via"] for s in steps}
+    assert {"item", f"parent:{case}", f"parent:{pallet}"} <= vias
+    assert any(v.startswith("input:") for v in vias)  # the raw-tea lot
+    sold = [s for s in steps if s["bizStep"] == "retail_selling"]
+    assert len(sold) == 1  # the other tins' sales are not this tin's history
+    # The case's history (cached), then a new event on the case: the answer follows.
+    before = provenance(case)
+    assert len(before["steps"]) == 43  # its own 5, the pallet's 38
+    history.send(history.retail, "trace.capture", {"events": [history._at(
+        "retail", 200, type="ObjectEvent", epcList=[case], action="OBSERVE",
+        bizStep="storing", disposition="in_progress")]})
+    after = history._wait(lambda: provenance(case),
+                          lambda h: len(h["steps"]) == 44)
+    assert after["steps"][-1]["bizStep"] == "storing"
+    assert len(provenance(tins[0])["steps"]) == 50
+    metrics = urllib.request.urlopen(f"{live.url}/metrics", timeout=5).read().decode()
+    hits = [line for line in metrics.splitlines()
+            if line.startswith("ecosphere_provenance_cache_hits_total ")]
+    assert hits and float(hits[0].split()[1]) >= 1

@@ -18,6 +18,7 @@ provenance and penalties from the views.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,14 +28,17 @@ import services.gateway.trace.views  # noqa: F401  (registers the trace views)
 from services.gateway.models import Model, Open, PageQuery
 from services.gateway.openapi import Endpoint
 from services.gateway.problems import Problem
+from services.gateway.trace.provenance import ProvenanceCache, ProvenanceLimits, walk
 from services.gateway.trace.views import EPCIS_EVENTS, PENALTIES
 from services.ledger.core.errors import LedgerError
 from services.ledger.core.state import StateView
 from services.trace import documents, identifiers
 from services.trace.contract import item_key
 
-PROVENANCE_EVENTS_MAX = 500
-PROVENANCE_DEPTH_MAX = 4  # transformation hops back towards raw materials
+#: what a provenance walk reads of each ``epcis_events`` document
+_STEP_FIELDS = {f: 1 for f in ("type", "action", "bizStep", "disposition", "eventTime",
+                               "bizLocation", "org", "tx_hash", "height", "pos",
+                               "parentID", "epcs", "inputs", "outputs")}
 
 
 class VerifyQuery(Model):
@@ -47,6 +51,7 @@ class VerifyQuery(Model):
 class ProvenanceQuery(Model):
     id: str = Field(min_length=10, max_length=512,
                     description="An EPC URN or GS1 Digital Link (item or lot)")
+    fresh: bool = Field(False, description="Bypass the gateway's provenance cache")
 
 
 class PenaltiesQuery(PageQuery):
@@ -115,8 +120,21 @@ class PenaltyPage(Model):
 
 
 class TraceApi:
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Any, limits: ProvenanceLimits | None = None) -> None:
         self.gateway = gateway
+        self.provenance_limits = limits or ProvenanceLimits()
+        self.provenance_cache = ProvenanceCache(self.provenance_limits)
+
+    def on_projected(self, docs: Mapping[str, Mapping[Any, Mapping[str, Any]]] | None) -> None:
+        """The projector wrote ``docs`` (collection -> _id -> fields; ``None``: the views
+        were reset): drop the provenance answers new events can change."""
+        if docs is None:
+            self.provenance_cache.invalidate(None)
+            return
+        written = docs.get(EPCIS_EVENTS)
+        if written:
+            self.provenance_cache.invalidate(
+                {ident for doc in written.values() for ident in doc.get("epcs", ())})
 
     def endpoints(self) -> list[Endpoint]:
         E = Endpoint  # noqa: N806
@@ -267,37 +285,23 @@ class TraceApi:
         except identifiers.IdentifierError as exc:
             raise Problem(400, exc.code, str(exc)) from exc
         db = self.gateway.views_db()
-        steps: dict[str, dict[str, Any]] = {}
-        frontier = [(start, "item", 0)]
-        seen: set[str] = set()
-        truncated = False
-        while frontier and not truncated:
-            ident, via, depth = frontier.pop(0)
-            if ident in seen:
-                continue
-            seen.add(ident)
-            events = await self.gateway.views_call(
-                db[EPCIS_EVENTS].find({"epcs": ident}, {"event": 0, "event_json": 0})
-                .sort("pos", 1).to_list(PROVENANCE_EVENTS_MAX))
-            for doc in events:
-                steps.setdefault(doc["_id"], {
-                    "event_hash": doc["_id"], "type": doc["type"],
-                    "bizStep": doc.get("bizStep"), "disposition": doc.get("disposition"),
-                    "eventTime": doc["eventTime"], "location": doc.get("bizLocation"),
-                    "org": doc.get("org"), "via": via, "tx_hash": doc.get("tx_hash"),
-                    "height": doc["height"],
-                    "proof": f"/v1/transactions/{doc.get('tx_hash')}"})
-                parent = doc.get("parentID")
-                if doc["type"] == "AggregationEvent" and parent and parent != ident:
-                    frontier.append((parent, f"parent:{parent}", depth))
-                if ident in doc.get("outputs", []) and depth < PROVENANCE_DEPTH_MAX:
-                    for source in doc.get("inputs", []):
-                        frontier.append((source, f"input:{source}", depth + 1))
-            truncated = len(steps) >= PROVENANCE_EVENTS_MAX
-        if not steps:
+        answer = None if q.fresh else self.provenance_cache.get(start)
+        if answer is None:
+            generation = self.provenance_cache.generation
+
+            async def fetch(ids: list[str], limit: int) -> list[dict[str, Any]]:
+                docs: list[dict[str, Any]] = await self.gateway.views_call(
+                    db[EPCIS_EVENTS].find({"epcs": {"$in": ids}}, _STEP_FIELDS)
+                    .sort("pos", 1).to_list(limit))
+                return docs
+
+            answer = await walk(start, fetch, self.provenance_limits)
+            if answer.steps:
+                self.provenance_cache.put(start, answer, generation)
+        if not answer.steps:
             raise Problem(404, "no_history", f"no event names {start}")
-        ordered = sorted(steps.values(), key=lambda s: (s["eventTime"], s["height"]))
-        return json_response({"id": start, "steps": ordered, "truncated": truncated})
+        return json_response({"id": start, "steps": answer.steps,
+                              "truncated": answer.truncated})
 
     async def penalties(self, request: web.Request) -> web.Response:
         from services.gateway.api import json_response, parse_query

@@ -47,7 +47,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -178,6 +178,11 @@ class Projector:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._lag_time: tuple[int, int] | None = None  # (height, block time ms)
+        #: called after each batch is written with its documents (collection -> _id ->
+        #: fields), or with ``None`` when the views were reset or rebuilt: for caches
+        #: derived from the views. Listeners must not raise.
+        self.listeners: list[Callable[[Mapping[str, Mapping[Any, Document]] | None],
+                                      None]] = []
 
     # -- what /metrics and /readyz read ------------------------------------------------
 
@@ -248,6 +253,7 @@ class Projector:
                 # came back empty): make sure the indexes exist, then project again.
                 log.warning("views checkpoint went back from %d to %d", previous, checkpoint)
                 await ensure_indexes(self.db, self.specs)
+                self._tell(None)
             tip = self.store.height()
             if checkpoint >= tip:
                 return 0
@@ -257,6 +263,7 @@ class Projector:
             await self._apply(batch)
             await self._set_checkpoint(batch.last)
             self._counted(batch)
+            self._tell(batch.docs)
             self._verified = batch.last
             return batch.last - checkpoint
 
@@ -279,6 +286,7 @@ class Projector:
             started = time.perf_counter()
             for name in (*(spec.name for spec in self.specs), CHECKPOINT_COLLECTION):
                 await self.db.drop_collection(name)
+            self._tell(None)
             self._checkpoint = 0
             self._verified = 0
             self._indexes_ready = False
@@ -317,6 +325,13 @@ class Projector:
             return RebuildReport(sum(b.last - b.first + 1 for b in done), txs,
                                  sum(b.events for b in done), sum(b.writes for b in done),
                                  seconds, txs / seconds if seconds > 0 else 0.0)
+
+    def _tell(self, docs: Mapping[str, Mapping[Any, Document]] | None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(docs)
+            except Exception:  # a cache's bug must not stop the projection
+                log.exception("views listener failed")
 
     # -- the checkpoint ----------------------------------------------------------------
 

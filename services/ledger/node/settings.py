@@ -74,6 +74,11 @@ class ViewsOptions(BaseModel):
     batch_blocks_max: int = Field(200, ge=1)
     events_enabled: bool = True  # publish partner CloudEvents (AMQP mode)
     db_name: str = Field("ecosphere", min_length=1, max_length=60)
+    provenance_events_max: int = Field(500, ge=1)  # steps in one provenance answer
+    provenance_ids_max: int = Field(256, ge=1)  # identifiers one walk may visit
+    provenance_depth_max: int = Field(4, ge=0)  # transformation hops back
+    provenance_cache_entries: int = Field(2_048, ge=0)
+    provenance_cache_steps: int = Field(200_000, ge=0)  # steps held by the cache in all
 
 
 class NodeSettings(BaseSettings):

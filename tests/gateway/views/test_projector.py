@@ -529,3 +529,25 @@ def test_rebuild_and_query_speed_on_5000_transactions(mongo):
     print(f"list_transactions(sender): p50 {p(by_sender, 50):.2f} ms, "
           f"p99 {p(by_sender, 99):.2f} ms")
     print(f"get_transaction: p50 {p(by_hash, 50):.2f} ms, p99 {p(by_hash, 99):.2f} ms")
+
+
+def test_listeners_hear_every_batch_and_resets(mongo):
+    store = notary_chain()
+    heard: list[Any] = []
+
+    def broken(_docs: Any) -> None:
+        raise RuntimeError("a cache's bug")
+
+    async def body(db):
+        projector = Projector(store, db, limits=ProjectorLimits(batch_blocks_max=4))
+        projector.listeners += [broken, heard.append]
+        await projector.catch_up()
+        batches = len(heard)
+        await projector.rebuild()
+        return batches
+
+    batches = mongo.run(body)
+    assert batches == -(-store.height() // 4)
+    assert all(TRANSACTIONS in docs for docs in heard[:batches])
+    assert sum(len(docs[TRANSACTIONS]) for docs in heard[:batches]) == 60
+    assert heard[batches] is None  # the rebuild dropped every view
