@@ -194,6 +194,13 @@ class GatewayApi:
             E("GET", "/v1/validators", self.get_validators,
               "Validators and their health as the gateway sees them", "explorer",
               {200: m.ValidatorsResponse}, errors=(429,)),
+            E("GET", "/v1/validators/sets/{validators_hash}", self.get_validator_set,
+              "A validator set that certified blocks, and the first block it certified "
+              "(how a client follows validator-set changes from its genesis)", "explorer",
+              {200: m.ValidatorSetRecord},
+              path_params={"validators_hash": {"type": "string",
+                                               "pattern": "^[0-9a-f]{64}$"}},
+              errors=(400, 404, 429)),
             E("GET", "/v1/keys/{key_id}", self.get_key,
               "A key's registration and nonces", "identity", {200: m.KeyInfo},
               path_params={"key_id": {"type": "string", "pattern": m.KEY_ID}},
@@ -401,6 +408,18 @@ class GatewayApi:
             "certificate": tip.certificate.to_wire(),
             "proof": tip.state.prove(raw_key).to_wire(),
         })
+
+    async def get_validator_set(self, request: web.Request) -> web.Response:
+        raw = request.match_info["validators_hash"]
+        if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
+            raise Problem(400, "bad_hash", "validators_hash must be 64 lowercase hex digits")
+        found = self.runner.host.store.validator_set(bytes.fromhex(raw))
+        if found is None:
+            raise Problem(404, "validator_set_not_found",
+                          f"no stored block was certified by validator set {raw[:16]}…")
+        first_height, vset = found
+        return json_response({"validators_hash": raw, "first_height": first_height,
+                              "validators": vset.to_wire()})
 
     async def get_validators(self, request: web.Request) -> web.Response:
         replica = self.replica

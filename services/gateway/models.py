@@ -269,6 +269,14 @@ class ValidatorsResponse(Model):
     validators: list[ValidatorHealth]
 
 
+class ValidatorSetRecord(Model):
+    validators_hash: str
+    first_height: int = Field(description="The first block this set certified; block "
+                                          "first_height-1, certified by the set before, "
+                                          "names it as next_validators_hash")
+    validators: list[ValidatorModel]
+
+
 class Status(Open):
     chain_id: str
     genesis_hash: str

@@ -83,7 +83,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 0
     result = client.submit(tx, wait=not args.no_wait)
     if args.verify and result.get("status") == "committed":
-        proofs.verify_transaction(result, client.trusted, tx)
+        proofs.verify_transaction(result, client.trusted_for(result), tx)
         result["verified"] = True
     _print(result)
     return 0 if result.get("status") in ("committed", "pending") else 1
@@ -121,6 +121,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     genesis = proofs.load_genesis_file(args.genesis_file)
     answer = json.loads(Path(args.file).read_text())
     trusted = genesis.validators
+    if proofs.signing_set(answer) != trusted.hash:
+        # Certified by a later validator set: follow the changes from the genesis set
+        # (each transition checked; the gateway only supplies the candidates).
+        gateway = args.gateway or os.environ.get("ECOSPHERE_GATEWAY")
+        if not gateway:
+            raise proofs.UntrustedValidators(
+                "the answer is certified by a later validator set: pass --gateway to "
+                "follow the validator-set changes from the genesis (each one is checked)")
+        trusted = Client(gateway, genesis=genesis).trusted_for(answer)
     if "proof" in answer and "siblings" in answer["proof"]:
         value = proofs.verify_state_value(answer, trusted)
         _print({"verified": True, "kind": "state", "key": answer["key"], "value": value})

@@ -71,9 +71,11 @@ class _Base:
         self.genesis = genesis
         self.timeout_s = timeout_s
         self._nonce: int | None = None
+        self.trust = None if genesis is None else proofs.ValidatorTrust(genesis)
 
     @property
     def trusted(self) -> ValidatorSet:
+        """The genesis validator set (see :meth:`Client.trusted_for` for later sets)."""
         if self.genesis is None:
             raise proofs.UntrustedValidators("pin a genesis to verify proofs offline")
         return self.genesis.validators
@@ -117,6 +119,30 @@ class Client(_Base):
                 return _decode(resp.status, resp.headers.get("Content-Type", ""), resp.read())
         except urllib.error.HTTPError as exc:
             return _decode(exc.code, exc.headers.get("Content-Type", ""), exc.read())
+
+    def trusted_for(self, result: Mapping[str, Any]) -> ValidatorSet:
+        """The validator set that certified ``result``'s header, trusted after the
+        transitions from the genesis set are checked (:class:`proofs.ValidatorTrust`)."""
+        if self.trust is None:
+            raise proofs.UntrustedValidators("pin a genesis to verify proofs offline")
+        return self.trust.follow(proofs.signing_set(result), self._found_set,
+                                 self._found_block)
+
+    def _found_set(self, validators_hash: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.call("GET", f"/v1/validators/sets/{validators_hash}"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _found_block(self, height: int) -> dict[str, Any] | None:
+        try:
+            return self.block(height)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
         return self._send(self._request(method, path, **kw))
@@ -182,13 +208,13 @@ class Client(_Base):
         tx = self.tx(kind, payload)
         result = self.submit(tx, wait=wait)
         if verify and result.get("status") == "committed":
-            proofs.verify_transaction(result, self.trusted, tx)
+            proofs.verify_transaction(result, self.trusted_for(result), tx)
         return result
 
     def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
         result = dict(self.call("GET", f"/v1/transactions/{tx_hash}"))
         if verify:
-            proofs.verify_transaction(result, self.trusted, result["transaction"])
+            proofs.verify_transaction(result, self.trusted_for(result), result["transaction"])
         return result
 
     def transactions(self, **query: Any) -> dict[str, Any]:
@@ -199,7 +225,7 @@ class Client(_Base):
     def state(self, key: str, *, verify: bool = False) -> Any:
         result = dict(self.call("GET", f"/v1/state/{quote(key, safe='/')}"))
         if verify:
-            return proofs.verify_state_value(result, self.trusted)
+            return proofs.verify_state_value(result, self.trusted_for(result))
         return result["value"]
 
     def events(self, **query: Any) -> dict[str, Any]:

@@ -12,15 +12,23 @@ then be checked without trusting the gateway:
 3. **state value**: the value (or its absence) and the state proof lead to the
    header's ``state_root``.
 
-A header signed by a validator set other than the trusted one raises
-:class:`UntrustedValidators`: following validator-set changes needs the
-certified blocks that installed them (not automated in this version).
+Validator-set changes are followed by :class:`ValidatorTrust` (a light client's
+*sequential verification*): a header certified by an unknown set ``X`` is
+accepted only after a chain of certified transitions from a trusted set to
+``X`` has been checked — for each set, the block just before the first block
+it certified, certified by the previous set, names it as
+``next_validators_hash``. The gateway supplies the candidates
+(``GET /v1/validators/sets/{hash}``, ``GET /v1/blocks/{height}``) but cannot
+forge one: every link is checked against a set already trusted. As with every
+light client, trusting a set that once validated the chain assumes its members
+do not sign a fork later (the consortium's members are known and accountable;
+pin a recent genesis or checkpoint to shorten the chain).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from services.ledger.core import merkle
@@ -43,6 +51,82 @@ class ProofError(Exception):
 
 class UntrustedValidators(ProofError):
     code = "untrusted_validators"
+
+
+#: the longest chain of validator-set transitions a client follows in one go
+TRANSITIONS_MAX = 64
+
+
+class ValidatorTrust:
+    """Validator sets a client trusts: the genesis set, and each set a checked chain of
+    certified transitions from it installed."""
+
+    def __init__(self, genesis: Genesis | Mapping[str, Any] | ValidatorSet) -> None:
+        initial = genesis if isinstance(genesis, ValidatorSet) else trusted_validators(genesis)
+        self._sets: dict[bytes, ValidatorSet] = {initial.hash: initial}
+
+    def __contains__(self, validators_hash: bytes) -> bool:
+        return validators_hash in self._sets
+
+    def follow(self, target: bytes,
+               fetch_set: Callable[[str], Mapping[str, Any] | None],
+               fetch_block: Callable[[int], Mapping[str, Any] | None]) -> ValidatorSet:
+        """The set with hash ``target``, trusted after checking the transitions that lead
+        to it. ``fetch_set(hex)`` answers like ``GET /v1/validators/sets/{hash}`` and
+        ``fetch_block(height)`` like ``GET /v1/blocks/{height}`` (``None``: unknown)."""
+        pending: list[tuple[ValidatorSet, Mapping[str, Any]]] = []
+        seen: set[bytes] = set()
+        wanted = target
+        while wanted not in self._sets:
+            if len(pending) >= TRANSITIONS_MAX:
+                raise UntrustedValidators(f"more than {TRANSITIONS_MAX} validator-set "
+                                          "changes since the trusted set: pin a newer one")
+            record = fetch_set(wanted.hex())
+            if record is None:
+                raise UntrustedValidators(f"validator set {wanted.hex()[:16]} is unknown to "
+                                          "the gateway")
+            try:
+                vset = ValidatorSet.from_wire(record["validators"])
+                first = int(record["first_height"])
+            except (LedgerError, KeyError, TypeError, ValueError) as exc:
+                raise ProofError(f"malformed validator set: {exc}") from exc
+            if vset.hash != wanted:
+                raise ProofError("the validator set served does not have the asked hash")
+            if first < 2:
+                raise UntrustedValidators("the genesis names another validator set")
+            block = fetch_block(first - 1)
+            if block is None or not isinstance(block.get("block"), Mapping):
+                raise UntrustedValidators(f"block {first - 1} is unavailable")
+            header = block["block"].get("header")
+            if not isinstance(header, Mapping):
+                raise ProofError(f"block {first - 1} has no header")
+            try:
+                previous = bytes.fromhex(str(header["validators_hash"]))
+                named = bytes.fromhex(str(header["next_validators_hash"]))
+            except (KeyError, ValueError) as exc:
+                raise ProofError(f"malformed header of block {first - 1}: {exc}") from exc
+            if named != wanted or previous == wanted or previous in seen:
+                raise ProofError(f"block {first - 1} does not install validator set "
+                                 f"{wanted.hex()[:16]}")
+            seen.add(wanted)
+            pending.append((vset, block))
+            wanted = previous
+        for vset, block in reversed(pending):  # oldest transition first
+            header_wire = block["block"]["header"]
+            signer = self._sets[bytes.fromhex(str(header_wire["validators_hash"]))]
+            header = verify_certified_header(header_wire, block["certificate"], signer)
+            if header.next_validators_hash != vset.hash:
+                raise ProofError(f"block {header.height} does not install the set")
+            self._sets[vset.hash] = vset
+        return self._sets[target]
+
+
+def signing_set(result: Mapping[str, Any]) -> bytes:
+    """The validator-set hash named by the header of a proof-carrying answer."""
+    try:
+        return bytes.fromhex(str(result["header"]["validators_hash"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProofError(f"the answer carries no header: {exc}") from exc
 
 
 def trusted_validators(genesis: Genesis | Mapping[str, Any]) -> ValidatorSet:

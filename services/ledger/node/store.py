@@ -60,6 +60,11 @@ class Store(Protocol):
 
     def tip_validators(self) -> ValidatorSet | None: ...
 
+    def validator_set(self, validators_hash: bytes) -> tuple[int, ValidatorSet] | None:
+        """A validator set that certified a stored block, with the first height it
+        certified (the block before it names it as ``next_validators_hash``)."""
+        ...
+
     def genesis_hash(self) -> bytes | None: ...
 
     def initialise(self, genesis_hash: bytes, items: Iterable[tuple[bytes, bytes]]) -> None: ...
@@ -130,6 +135,7 @@ class MemoryStore:
         self._state: dict[bytes, bytes] = {}
         self._wal: bytes | None = None
         self._validators: bytes | None = None
+        self._sets: dict[bytes, tuple[int, bytes]] = {}
         self._height = 0
         self._genesis: bytes | None = None
 
@@ -158,6 +164,11 @@ class MemoryStore:
         return None if self._validators is None else \
             ValidatorSet.from_wire(json.loads(self._validators))
 
+    def validator_set(self, validators_hash: bytes) -> tuple[int, ValidatorSet] | None:
+        found = self._sets.get(validators_hash)
+        return None if found is None else (found[0],
+                                           ValidatorSet.from_wire(json.loads(found[1])))
+
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._state.items()))
 
@@ -181,6 +192,7 @@ class MemoryStore:
             else:
                 self._state[key] = value
         self._validators = encode_unchecked(validators.to_wire())
+        self._sets.setdefault(validators.hash, (block.height, self._validators))
         self._height = block.height
 
     def close(self) -> None:
@@ -197,6 +209,11 @@ CREATE TABLE IF NOT EXISTS blocks (
 );
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS validator_sets (
+    hash BLOB PRIMARY KEY,
+    first_height INTEGER NOT NULL,
+    validators BLOB NOT NULL
+);
 """
 
 
@@ -260,6 +277,12 @@ class SqliteStore:
         raw = self._meta("tip_validators")
         return None if raw is None else ValidatorSet.from_wire(decode(raw))
 
+    def validator_set(self, validators_hash: bytes) -> tuple[int, ValidatorSet] | None:
+        row = self._db.execute("SELECT first_height, validators FROM validator_sets "
+                               "WHERE hash = ?", (validators_hash,)).fetchone()
+        return None if row is None else (int(row[0]),
+                                         ValidatorSet.from_wire(decode(bytes(row[1]))))
+
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.execute("SELECT key, value FROM state"):
             yield bytes(key), bytes(value)
@@ -292,8 +315,11 @@ class SqliteStore:
             if upserts:
                 db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                                upserts)
+            wire = encode_unchecked(validators.to_wire())
             db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('tip_validators', ?)",
-                       (encode_unchecked(validators.to_wire()),))
+                       (wire,))
+            db.execute("INSERT OR IGNORE INTO validator_sets (hash, first_height, validators) "
+                       "VALUES (?, ?, ?)", (validators.hash, block.height, wire))
             db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('height', ?)",
                        (str(block.height).encode(),))
             db.execute("COMMIT")

@@ -160,3 +160,13 @@ def test_sqlite_is_durable_mode(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "chain.db")
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_validator_sets_are_kept_with_the_first_height_they_certified(
+        store: Store, chain: Simulation) -> None:
+    genesis_set = chain.testnet.genesis.validators
+    assert store.validator_set(genesis_set.hash) is None
+    copy_chain(chain, store, 3)
+    found = store.validator_set(genesis_set.hash)
+    assert found == (1, genesis_set)  # the second commit by the same set changes nothing
+    assert store.validator_set(b"\x00" * 32) is None
