@@ -235,7 +235,7 @@ class GatewayApi:
         raw = await request.read()
         try:
             body = json.loads(raw, parse_float=_reject_float)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise Problem(400, "bad_json", f"body is not JSON: {exc}") from exc
         batch = isinstance(body, dict) and set(body) == {"transactions"}
         items = body["transactions"] if batch else [body]
@@ -244,6 +244,10 @@ class GatewayApi:
         if len(items) > self.options.batch_txs_max:
             raise Problem(413, "batch_too_large",
                           f"at most {self.options.batch_txs_max} transactions per request")
+        if query.wait == "commit" and self.waiters.count + len(items) > self.waiters.limit:
+            # Refuse before submitting anything: a 503 must mean "nothing was taken".
+            raise Problem(503, "too_many_waiters", "too many clients are waiting",
+                          retry_after_s=1)
         results: list[dict[str, Any]] = []
         accepted: list[Transaction] = []
         for item in items:
@@ -278,9 +282,11 @@ class GatewayApi:
         return json_response({"transactions": results} if batch else results[0], status)
 
     async def _wait_commit(self, txs: Sequence[Transaction]) -> list[dict[str, Any]]:
-        futures = [(tx, self.waiters.wait(tx.hash)) for tx in txs]
+        futures: list[tuple[Transaction, asyncio.Future[Receipt | TxRejected]]] = []
         timeout = self.options.wait_commit_ms / 1000
         try:
+            for tx in txs:
+                futures.append((tx, self.waiters.wait(tx.hash)))
             await asyncio.wait([f for _, f in futures], timeout=timeout)
         finally:
             for tx, future in futures:
@@ -354,7 +360,7 @@ class GatewayApi:
         raw_height = request.match_info["height"]
         if raw_height == "latest":
             height = tip.height
-        elif raw_height.isdigit() and len(raw_height) <= 15:
+        elif raw_height.isascii() and raw_height.isdigit() and len(raw_height) <= 15:
             height = int(raw_height)
         else:
             raise Problem(400, "bad_height", "height must be a positive integer or 'latest'")

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from services.ledger.core import deadlines
@@ -65,6 +65,9 @@ from services.trace import documents, epcis, eventhash, identifiers
 NAME = "trace"
 EVENT_FUTURE_MS = 5 * 60_000  # an event time this far past block time is clock skew
 EVENTS_PER_CAPTURE_MAX = 500
+#: a relayed capture body is parsed only if it nests at most this deep (a parser's
+#: recursion limit depends on the replica's stack: it must never be what decides)
+CAPTURE_NESTING_MAX = 64
 EPCS_PER_AGREEMENT_MAX = 1_000
 RULES_MAX = 16
 CLONE_WINDOW_MS = 24 * 3_600_000  # two countries within a day: physically implausible
@@ -384,6 +387,9 @@ class TraceContract(Contract):
         org = ctx.read(f"consortium/org/{key['org']}")
         if org is None or org["status"] != "active":
             ctx.fail("org_suspended", "the capturing organisation is not active")
+        if not _nesting_within(body, CAPTURE_NESTING_MAX):
+            ctx.fail("bad_payload", f"the capture body nests deeper than "
+                                    f"{CAPTURE_NESTING_MAX} levels")
         try:
             document = json.loads(body, parse_float=_no_float)
             # POST /capture sends an EPCISDocument; POST /events one event
@@ -660,6 +666,32 @@ def _no_float(text: str) -> Any:
                            "decimal string", "")
 
 
+def _nesting_within(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` opens at most ``limit`` arrays/objects inside each other
+    (brackets inside strings do not count)."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
 def _check_rule(ctx: TxContext, rule: object) -> dict[str, Any]:
     if not isinstance(rule, dict):
         ctx.fail("bad_rule", "each rule is an object")
@@ -667,15 +699,20 @@ def _check_rule(ctx: TxContext, rule: object) -> dict[str, Any]:
     penalty = _money(ctx, rule.get("penalty"), "rule.penalty")
     if kind == "temperature_range":
         try:
-            low, high = Decimal(str(rule["min"])), Decimal(str(rule["max"]))
-        except (KeyError, InvalidOperation):
+            bounds = [epcis.decimal_string(rule[k], f"rule.{k}", code="bad_rule")
+                      for k in ("min", "max")]
+        except KeyError:
             ctx.fail("bad_rule", "temperature_range needs min and max as decimal strings")
-        if isinstance(rule["min"], float) or isinstance(rule["max"], float) or low > high:
+        except epcis.EpcisError as exc:
+            ctx.fail("bad_rule", f"temperature_range min and max: {exc}")
+        low, high = (Decimal(b) for b in bounds)
+        if low > high:
             ctx.fail("bad_rule", "temperature_range needs min <= max, as decimal strings")
         uom = rule.get("uom", "CEL")
-        if uom not in ("CEL", "FAR", "KEL"):
-            ctx.fail("bad_rule", "uom must be CEL, FAR or KEL")
-        return {"type": kind, "min": str(low), "max": str(high), "uom": uom,
+        if uom not in TEMPERATURE_UNITS:
+            ctx.fail("bad_rule", f"uom must be one of {sorted(TEMPERATURE_UNITS)} "
+                                 "(UN/ECE Rec 20: CEL, FAH, KEL)")
+        return {"type": kind, "min": str(bounds[0]), "max": str(bounds[1]), "uom": uom,
                 "penalty": penalty}
     if kind == "deadline":
         biz_step = rule.get("biz_step")
@@ -696,15 +733,48 @@ def _check_rule(ctx: TxContext, rule: object) -> dict[str, Any]:
              "required_certificate")
 
 
+#: temperature units a rule and a reading may use (UN/ECE Recommendation 20 codes)
+TEMPERATURE_UNITS = frozenset({"CEL", "FAH", "KEL"})
+# Exact arithmetic, independent of the thread's decimal context (inputs are at most
+# 64 characters, so 200 digits never round).
+_EXACT = Context(prec=200)
+
+
+def _ninefold_kelvin(value: str, uom: str) -> Decimal | None:
+    """9 x the temperature in kelvin, exactly: the one scale where Celsius, Fahrenheit
+    and kelvin readings compare without rounding (K = C + 273.15 = (F + 459.67) x 5/9)."""
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    if uom == "KEL":
+        return _EXACT.multiply(number, Decimal(9))
+    if uom == "CEL":
+        return _EXACT.multiply(_EXACT.add(number, Decimal("273.15")), Decimal(9))
+    if uom == "FAH":
+        return _EXACT.multiply(_EXACT.add(number, Decimal("459.67")), Decimal(5))
+    return None
+
+
 def _breach(ctx: TxContext, rule: Mapping[str, Any], event: dict[str, Any]) -> str | None:
     if rule["type"] == "temperature_range":
-        low, high = Decimal(rule["min"]), Decimal(rule["max"])
+        low = _ninefold_kelvin(rule["min"], rule["uom"])
+        high = _ninefold_kelvin(rule["max"], rule["uom"])
+        if low is None or high is None:
+            return None  # a rule of a unit this version cannot compare (none accepted)
         for kind, value, uom, _ in epcis.sensor_readings(event):
-            if kind != "Temperature" or uom != rule["uom"]:
+            if kind != "Temperature":
                 continue
-            reading = Decimal(value)
+            # A reading without a temperature unit proves nothing about the range: it
+            # counts as a breach, or a unit chosen to evade the rule would do so.
+            reading = None if uom is None else _ninefold_kelvin(value, uom)
+            if reading is None:
+                return f"temperature {value} in unit {uom!r}, not comparable with the rule"
             if not low <= reading <= high:
-                return f"temperature {value} {uom} outside {rule['min']}..{rule['max']}"
+                return (f"temperature {value} {uom} outside "
+                        f"{rule['min']}..{rule['max']} {rule['uom']}")
         return None
     if rule["type"] == "required_certificate" and event.get("bizStep") == rule["at_biz_step"]:
         for epc in sorted(epcis.epcs_of(event)):

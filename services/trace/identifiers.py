@@ -449,7 +449,10 @@ def parse_digital_link(text: str, *, company_prefix_length: int | None = None,
     start = next((i for i in range(0, len(segments) - 1) if segments[i] in _PRIMARY), None)
     if start is None:
         raise IdentifierError("bad_digital_link", "no GS1 primary key in the path")
-    ai, key = segments[start], _unescape(segments[start + 1], "bad_digital_link")
+    ai, raw_key = segments[start], segments[start + 1]
+    # Decode %-escapes exactly once: GIAI and GRAI keys are text (decoded by _dl_value),
+    # the other keys digits.
+    key = raw_key if ai in ("8003", "8004") else _unescape(raw_key, "bad_digital_link")
     rest = segments[start + 2:]
     if len(rest) % 2:
         raise IdentifierError("bad_digital_link", "key qualifiers come in pairs")

@@ -131,6 +131,14 @@ def test_errors_are_problem_json_with_stable_codes(live: LiveNetwork) -> None:
         ("GET", "/v1/transactions?limit=0", None, {}, 400, "bad_query"),
         ("GET", "/v1/nowhere", None, {}, 404, "not_found"),
         ("GET", "/v1/me", None, {}, 401, "signature_required"),
+        # found in review: each of these was once a 500
+        ("GET", "/v1/blocks/%C2%B2", None, {}, 400, "bad_height"),  # "²" is a digit
+        ("GET", "/v1/trace/penalties?cursor=%C2%B2", None, {}, 400, "bad_cursor"),
+        ("GET", "/v1/trace/penalties?cursor=" + "9" * 30, None, {}, 400, "bad_cursor"),
+        ("POST", "/v1/transactions", b"[" * 100_000 + b"]" * 100_000,
+         {"Content-Type": "application/json"}, 400, "bad_json"),
+        ("POST", "/v1/trace/certificates/verify", b"[" * 100_000 + b"]" * 100_000,
+         {"Content-Type": "application/json"}, 400, "bad_json"),
     ]
     for method, path, body, headers, status, code in cases:
         got, ctype, payload = raw(live, method, path, body, headers)
@@ -257,3 +265,24 @@ def test_a_transaction_the_chain_would_refuse_is_refused_at_once(live: LiveNetwo
         client.send("notary.anchor", {"digest": d})
     assert twice.value.code == "conflict" and twice.value.status == 409
     assert time.monotonic() - started < 5
+
+
+def test_a_batch_beyond_the_waiter_limit_leaves_no_waiter_behind() -> None:
+    import asyncio
+    import types
+
+    from services.gateway.api import CommitWaiters, GatewayApi
+    from services.gateway.problems import Problem
+
+    async def run() -> CommitWaiters:
+        waiters = CommitWaiters(3)
+        fake = types.SimpleNamespace(waiters=waiters,
+                                     options=types.SimpleNamespace(wait_commit_ms=50))
+        txs = [types.SimpleNamespace(hash=bytes([i]) * 32) for i in range(5)]
+        with pytest.raises(Problem) as refused:
+            await GatewayApi._wait_commit(fake, txs)  # type: ignore[arg-type]
+        assert refused.value.code == "too_many_waiters"
+        return waiters
+
+    waiters = asyncio.run(run())
+    assert waiters.count == 0 and not waiters._waiting

@@ -54,12 +54,16 @@ def test_provenance_and_products_not_found(live: LiveNetwork) -> None:
 
 def test_certificate_verification_reports_each_check(live: LiveNetwork) -> None:
     client = live.client()
-    forged = {"version": "ecosphere.verifiable-document/v1", "data": {"id": "x:string:y"},
+    forged: dict[str, Any] = {
+              "version": "ecosphere.verifiable-document/v1", "data": {"id": "x:string:y"},
               "signature": {"type": "SHA256MerkleProof", "targetHash": "0" * 64,
                             "merkleRoot": "0" * 64, "proof": [], "index": 0,
                             "treeSize": 1}}
     report = client.call("POST", "/v1/trace/certificates/verify", body={"document": forged})
     assert report["valid"] is False
+    odd = {**forged, "signature": {**forged["signature"], "merkleRoot": "\u00e9" * 64}}
+    assert client.call("POST", "/v1/trace/certificates/verify",
+                       body={"document": odd})["valid"] is False  # once a 500
     assert {"integrity", "status", "issuer"} <= set(report)
     assert report["status"]["ok"] is False
 

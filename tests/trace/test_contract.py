@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from services.ledger.core.execution import BlockExecution
 from services.sdk import httpsig
 from services.trace import documents
 from services.trace.contract import item_key
@@ -312,3 +313,94 @@ def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
     s.ok(s.operator, "trace.revoke_accreditation", {"org": "cert-body", "id": accreditation})
     trace_types = {t for t in EVENT_SCHEMAS if t.startswith("trace.")}
     assert trace_types == emitted, trace_types - emitted
+
+
+# --- hostile inputs (found in review: each once stopped every replica or misjudged) -----
+
+
+def test_rules_with_non_finite_bounds_are_refused_not_crashing(s: Scenario) -> None:
+    for number, (low, high) in enumerate((("NaN", "8"), ("2", "sNaN"), ("-Infinity", "8"),
+                                          ("1e5", "8"), ("8", ""))):
+        code = s.code(s.maker.key, "trace.propose_agreement", {
+            "id": f"nan-{number}", "counterparty": "rail-carrier",
+            "responsible": "rail-carrier", "epcs": [sgtin("1")],
+            "rules": [{"type": "temperature_range", "min": low, "max": high,
+                       "penalty": {"amount": 1, "currency": "EUR"}}],
+            "deposit": {"amount": 1, "currency": "EUR"}})
+        assert code == "bad_rule", (low, high, code)
+
+
+def test_any_contract_exception_rejects_the_transaction_instead_of_stopping(
+        s: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import InvalidOperation
+
+    from services.trace import contract
+
+    def broken(*_: object) -> None:
+        raise InvalidOperation("a contract bug")
+
+    monkeypatch.setattr(contract, "_check_rule", broken)
+    assert s.code(s.maker.key, "trace.propose_agreement", {
+        "id": "bug", "counterparty": "rail-carrier", "responsible": "rail-carrier",
+        "epcs": [sgtin("1")], "rules": [{"type": "deadline"}],
+        "deposit": {"amount": 1, "currency": "EUR"}}) == "contract_error"
+
+
+def test_a_deeply_nested_relayed_capture_is_refused(s: Scenario) -> None:
+    body = "[" * 5_000 + "]" * 5_000
+    url = "https://gateway.example/epcis/capture"
+    headers = {"Content-Type": "application/json"}
+    headers.update(httpsig.sign_request(s.maker.key, method="POST", url=url, headers=headers,
+                                        body=body.encode(), now=s.chain.next_time // 1000,
+                                        nonce="n-deep"))
+    outcome = s.ok(s.operator, "trace.capture", {"request": {
+        "method": "POST", "url": url, "headers": headers, "body": body}})
+    refused = [e for e in outcome.events if e.type == "trace.capture.rejected"]
+    assert refused and refused[0].attributes["code"] == "bad_payload"
+    assert "nests deeper" in refused[0].attributes["reason"]
+
+
+def _reading(s: Scenario, serial: str, value: str, unit: str | None) -> BlockExecution:
+    event = s.event(s.carrier, [sgtin(serial)], "shipping", action="OBSERVE",
+                    temperatures=[value])
+    report = event["sensorElementList"][0]["sensorReport"][0]
+    if unit is None:
+        del report["uom"]
+    else:
+        report["uom"] = unit
+    return s.capture(s.carrier, event)
+
+
+def _cold_chain(s: Scenario, serial: str) -> None:
+    commission(s, serial)
+    agree(s, [{"type": "temperature_range", "min": "2", "max": "8", "uom": "CEL",
+               "penalty": {"amount": 1_000, "currency": "EUR"}}], epcs=[sgtin(serial)])
+
+
+@pytest.mark.parametrize(("uom", "ok", "hot"), [("FAH", "46.4", "46.41"),
+                                                ("KEL", "281.15", "281.16"),
+                                                ("CEL", "8", "8.01")])
+def test_temperature_rules_compare_readings_across_units(s: Scenario, uom: str, ok: str,
+                                                         hot: str) -> None:
+    """A 2–8 °C rule judges Fahrenheit and kelvin readings exactly (8 °C = 46.4 °F =
+    281.15 K)."""
+    _cold_chain(s, "7101")
+    assert "trace.penalty.applied" not in event_types(_reading(s, "7101", ok, uom))
+    assert "trace.penalty.applied" in event_types(_reading(s, "7101", hot, uom))
+
+
+def test_a_temperature_without_a_unit_cannot_show_compliance(s: Scenario) -> None:
+    _cold_chain(s, "7102")
+    assert "trace.penalty.applied" in event_types(_reading(s, "7102", "5", None))
+
+
+def test_fahrenheit_rules_use_the_fahrenheit_code(s: Scenario) -> None:
+    def propose(number: int, uom: str) -> BlockExecution:
+        return s.run(s.maker.key, "trace.propose_agreement", {
+            "id": f"f-{number}", "counterparty": "rail-carrier", "responsible": "rail-carrier",
+            "epcs": [sgtin("1")], "deposit": {"amount": 1, "currency": "EUR"},
+            "rules": [{"type": "temperature_range", "min": "35", "max": "46", "uom": uom,
+                       "penalty": {"amount": 1, "currency": "EUR"}}]})
+
+    assert not propose(1, "FAH").rejected
+    assert rejected_codes(propose(2, "FAR")) == ["bad_rule"]  # FAR is the farad

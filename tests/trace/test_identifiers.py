@@ -226,3 +226,18 @@ def test_sgln_and_sscc_round_trips(cpl: int, data: st.DataObject, ext: str) -> N
 def test_parse_never_raises_anything_else(text: str) -> None:
     with contextlib.suppress(IdentifierError):
         parse_identifier(text)
+
+
+def test_giai_and_grai_digital_links_are_unescaped_once() -> None:
+    """``%2541`` in a Digital Link is the text ``%41``, never ``A``: two assets must not
+    share an identity, and URN -> Digital Link -> URN is stable."""
+    from services.trace import identifiers
+
+    escaped = identifiers.parse_identifier("https://id.gs1.org/8004/6901234%2541",
+                                           company_prefix_length=7)
+    plain = identifiers.parse_identifier("https://id.gs1.org/8004/6901234A",
+                                         company_prefix_length=7)
+    assert escaped != plain and escaped.to_urn() == "urn:epc:id:giai:6901234.%2541"
+    urn = "urn:epc:id:giai:6901234.%2541"
+    link = identifiers.to_digital_link(urn)
+    assert identifiers.parse_identifier(link, company_prefix_length=7).to_urn() == urn

@@ -17,6 +17,7 @@ provenance and penalties from the views.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,8 @@ from services.ledger.core.errors import LedgerError
 from services.ledger.core.state import StateView
 from services.trace import documents, identifiers
 from services.trace.contract import item_key
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 #: what a provenance walk reads of each ``epcis_events`` document
 _STEP_FIELDS = {f: 1 for f in ("type", "action", "bizStep", "disposition", "eventTime",
@@ -252,7 +255,7 @@ class TraceApi:
             raise Problem(415, "unsupported_media_type", "send application/json")
         try:
             body = await request.json()
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise Problem(400, "bad_json", f"body is not JSON: {exc}") from exc
         if not isinstance(body, dict) or not isinstance(body.get("document"), dict):
             raise Problem(422, "bad_payload", "send {document: <wrapped certificate>}")
@@ -261,7 +264,7 @@ class TraceApi:
         root = (document.get("signature") or {}).get("merkleRoot") if isinstance(
             document.get("signature"), dict) else None
         anchor = issuer = None
-        if isinstance(root, str) and len(root) == 64:
+        if isinstance(root, str) and _HEX64.fullmatch(root):
             record = view.get(f"trace/anchor/{root}")
             if record is not None:
                 anchor = documents.AnchorRecord.from_state(record)
@@ -311,7 +314,7 @@ class TraceApi:
         query: dict[str, Any] = {} if q.responsible is None else {"responsible": q.responsible}
         skip = 0
         if q.cursor is not None:
-            if not q.cursor.isdigit():
+            if not (q.cursor.isascii() and q.cursor.isdigit() and len(q.cursor) <= 9):
                 raise Problem(400, "bad_cursor", "bad cursor")
             skip = int(q.cursor)
         docs = await self.gateway.views_call(

@@ -595,7 +595,7 @@ def decode_page_token(token: str, flt: EventFilter) -> int:
         if len(token) > PAGE_TOKEN_CHARS_MAX:
             raise ValueError
         value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise _query_problem("nextPageToken is not one of ours", "nextPageToken") from None
     if (not isinstance(value, list) or len(value) != 2 or type(value[0]) is not int
             or not 0 <= value[0] <= INT_MAX or value[1] != flt.digest):
@@ -1149,7 +1149,7 @@ class EpcisApi:
             raise Problem(415, "unsupported_media_type", "send application/json")
         try:
             body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise Problem(400, "bad_json", f"body is not JSON: {exc}") from exc
         try:
             return model.model_validate(body)

@@ -184,6 +184,19 @@ def expected_time(height: int, genesis_time: int, last_commit: CommitCertificate
     return last_commit.bft_time(prev_validators)
 
 
+def check_body(block: Block) -> None:
+    """The body is the one the header commits to: its transactions (count and Merkle
+    root) and its parent certificate (``last_commit_hash``). A proposer's signature
+    covers the header only, so a relaying node could pair a signed header with another
+    body: such a pairing is refused as a message, never judged as a block."""
+    h = block.header
+    if h.tx_count != len(block.txs) or h.tx_root != tx_root(block.txs):
+        raise InvalidBlock("tx_root does not match the transactions", code="bad_tx_root")
+    last = ZERO_HASH if block.last_commit is None else block.last_commit.hash
+    if h.last_commit_hash != last:
+        raise InvalidBlock("last_commit_hash does not match", code="bad_last_commit")
+
+
 def check_block_shape(block: Block, *, chain_id: str, prev_hash: bytes, prev_time: int | None,
                       genesis_time: int, validators: ValidatorSet,
                       prev_validators: ValidatorSet | None) -> None:
@@ -202,8 +215,7 @@ def check_block_shape(block: Block, *, chain_id: str, prev_hash: bytes, prev_tim
     if h.validators_hash != validators.hash:
         raise InvalidBlock("validators_hash is not this height's set",
                            code="bad_validators_hash")
-    if h.tx_count != len(block.txs) or h.tx_root != tx_root(block.txs):
-        raise InvalidBlock("tx_root does not match the transactions", code="bad_tx_root")
+    check_body(block)
     if block.height == 1:
         if block.last_commit is not None or h.last_commit_hash != ZERO_HASH:
             raise InvalidBlock("block 1 has no parent certificate", code="bad_last_commit")

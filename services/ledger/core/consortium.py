@@ -153,7 +153,8 @@ class ConsortiumContract(Contract):
                     static_fail(str(exc))
         if tx.action == "propose":
             action = p["action"]
-            if not isinstance(action, dict) or action.get("type") not in PROPOSAL_ACTIONS:
+            if not isinstance(action, dict) or not isinstance(action.get("type"), str) \
+                    or action["type"] not in PROPOSAL_ACTIONS:
                 static_fail(f"action.type must be one of {sorted(PROPOSAL_ACTIONS)}")
 
     def apply(self, ctx: TxContext) -> None:

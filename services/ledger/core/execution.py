@@ -33,6 +33,7 @@ from services.ledger.core.contract import BlockContext, Contract, Event, TxConte
 from services.ledger.core.errors import (
     InvalidBlock,
     InvalidTransaction,
+    InvariantViolation,
     Rejected,
     TransactionFailed,
 )
@@ -67,8 +68,12 @@ class BlockExecution:
 _SenderInfo = tuple[str, frozenset[str], frozenset[str]]
 
 # A contract that trips over a malformed payload must not stop every replica (they
-# would all trip identically): these deterministic errors reject the transaction.
-_CONTRACT_BUGS = (Rejected, KeyError, TypeError, ValueError, AttributeError, IndexError)
+# would all trip identically): any exception a contract raises rejects the
+# transaction ("contract_error"), like a panic recovered into a failed transaction,
+# except InvariantViolation (this replica's own state is corrupt: stop). Contracts
+# keep such errors deterministic by bounding their inputs (sizes, nesting depth)
+# before they could exhaust a replica-dependent resource such as the stack.
+_CONTRACT_BUGS = (Exception,)
 
 
 def _as_failure(exc: Exception) -> TransactionFailed:
@@ -103,7 +108,13 @@ class Application:
         contract = self._by_name.get(tx.contract)
         if contract is None:
             raise InvalidTransaction(f"no contract owns {tx.kind!r}", code="unknown_kind")
-        contract.check_static(tx)
+        try:
+            contract.check_static(tx)
+        except (Rejected, InvariantViolation):
+            raise
+        except _CONTRACT_BUGS as exc:  # a payload the contract's checks tripped over
+            raise InvalidTransaction(f"malformed payload: {type(exc).__name__}: {exc}",
+                                     code="bad_payload") from exc
 
     # --- state at genesis ----------------------------------------------------------
 
@@ -200,6 +211,8 @@ class Application:
             try:
                 self._apply_tx(view, events, len(included), height, time, params, tx,
                                senders)
+            except InvariantViolation:
+                raise
             except (TransactionFailed, *_CONTRACT_BUGS) as raised:
                 senders.clear()
                 exc = _as_failure(raised)

@@ -14,7 +14,9 @@
   room — when full, new transactions are refused (``mempool_full``) and the
   client backs off. After each block, the mempool drops what the block
   included, every transaction whose nonce is now used, everything older than
-  the chain's transaction time-to-live, and whatever the proposer found failing.
+  the chain's transaction time-to-live (or dated beyond what could be included
+  within it), and whatever the proposer found failing. Replicas admit only
+  transactions whose ``created_at`` a block could accept soon.
 
 Everything in the mempool has passed static validation, including its
 signature, so :meth:`Mempool.verified` lets block validation skip a second
@@ -153,8 +155,12 @@ class Mempool:
             del self._arrival[tx.sender]
 
     def after_block(self, included: Iterable[Transaction], next_nonce: Callable[[str], int],
-                    oldest_allowed: int) -> int:
-        """Drop what a committed block made useless; returns how many were dropped."""
+                    oldest_allowed: int, newest_allowed: int | None = None) -> int:
+        """Drop what a committed block made useless; returns how many were dropped.
+
+        ``oldest_allowed``/``newest_allowed`` bound ``created_at``: older ones have
+        expired; newer ones (admitted by a replica whose clock runs far ahead) could
+        not be included for longer than a transaction may live."""
         before = len(self._by_hash)
         senders = set()
         for tx in included:
@@ -167,7 +173,9 @@ class Mempool:
             used = next_nonce(sender)
             for nonce in [n for n in queue if n < used]:
                 self._drop(queue[nonce].hash)
-        stale = [h for h, tx in self._by_hash.items() if tx.created_at < oldest_allowed]
+        newest = newest_allowed if newest_allowed is not None else 2**63
+        stale = [h for h, tx in self._by_hash.items()
+                 if not oldest_allowed <= tx.created_at <= newest]
         for tx_hash in stale:
             self._drop(tx_hash)
         return before - len(self._by_hash)

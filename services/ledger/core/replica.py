@@ -50,6 +50,7 @@ from services.ledger.core.blocks import (
     Block,
     BlockHeader,
     check_block_shape,
+    check_body,
     events_root,
     expected_time,
     tx_root,
@@ -90,7 +91,7 @@ from services.ledger.core.genesis import ChainParams, Genesis
 from services.ledger.core.mempool import Mempool, MempoolLimits
 from services.ledger.core.state import StateView
 from services.ledger.core.statetree import StateTree
-from services.ledger.core.transactions import Transaction
+from services.ledger.core.transactions import KEY_ID_RE, Transaction
 from services.ledger.core.validators import ValidatorSet
 from services.ledger.core.wire import Envelope, open_envelope, seal, seal_bytes
 
@@ -108,6 +109,8 @@ class ReplicaConfig:
     sync_timeout_ms: int = 2_000  # an unanswered sync request is retried
     message_bytes_max: int = 32 * 1024 * 1024
     future_messages_max: int = 4_096  # buffered messages for the next height
+    future_bytes_max: int = 64 * 1024 * 1024  # ... and their bytes in all
+    future_per_sender_max: int = 256  # ... from one sender (junk cannot crowd out peers)
 
 
 # --- chain tip -----------------------------------------------------------------------
@@ -207,12 +210,14 @@ class Replica:
         self.misbehaviour: Counter[str] = Counter()
         self._executions: dict[bytes, BlockExecution] = {}
         self._future: list[Envelope] = []
+        self._future_bytes = 0
+        self._future_senders: Counter[str] = Counter()
         self._gossip_out: list[Transaction] = []
         self._flush_pending = False
         self._sync_outstanding: str | None = None
         self._sync_seq = 0
         self._peers_ahead: dict[str, int] = {}
-        self._node_keys: dict[str, bytes | None] = {}
+        self._node_keys: dict[str, bytes] = {}
         self._last_progress: tuple[int, int, int] = (0, 0, 0)
         self.peers_seen: set[str] = set()
         self._pending_rejections: list[Rejection] = []
@@ -275,6 +280,11 @@ class Replica:
         except Rejected as exc:
             self.rejections[f"block_{exc.code}"] += 1
             return False
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            # Contract code that trips over a block is a deterministic bug: every
+            # honest replica refuses the block alike instead of stopping.
+            self.rejections["block_malformed"] += 1
+            return False
         return True
 
     def execute_block(self, block: Block, *, certified: bool) -> BlockExecution:
@@ -315,7 +325,7 @@ class Replica:
 
     def submit(self, tx: Transaction, now: int) -> list[Action]:
         """A transaction from a client: admit it (raises :class:`Rejected`) and gossip it."""
-        self._admit(tx)
+        self._admit(tx, now)
         self._gossip_out.append(tx)
         out: list[Action] = []
         if len(self._gossip_out) >= self.config.tx_batch_txs_max:
@@ -342,11 +352,22 @@ class Replica:
                               skip_failed=True)
         return ex.rejected[0] if ex.rejected else None
 
-    def _admit(self, tx: Transaction) -> None:
+    def _admit(self, tx: Transaction, now: int) -> None:
         """Cheapest checks first: the signature (the costly one) is checked last,
-        so duplicates and replays of committed transactions cost no verification."""
+        so duplicates and replays of committed transactions cost no verification.
+
+        ``created_at`` must lie in the window a block could accept it in, judged by
+        this replica's clock (or the tip's time, if later): a transaction from far in
+        the future could wait in every mempool for ever."""
         if tx.hash in self.mempool:
             raise MempoolRejected("transaction already waiting", code="duplicate")
+        params = self.tip.params
+        reference = max(now, self.tip.time)
+        if tx.created_at > reference + params.tx_future_ms:
+            raise MempoolRejected("transaction created too far in the future",
+                                  code="too_early")
+        if tx.created_at < reference - params.tx_ttl_ms:
+            raise MempoolRejected("transaction expired", code="expired")
         self.app.check_static(tx, chain_id=self.chain_id, params=self.tip.params,
                               verify_signature=False)
         next_nonce = self.app.precheck(self.tip.state, tx)
@@ -376,6 +397,9 @@ class Replica:
         except Rejected as exc:
             self._reject(exc.code)
             return out
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            self._reject("malformed")
+            return out
         self._safe_dispatch(env, now, out)
         return out
 
@@ -402,13 +426,21 @@ class Replica:
             self.peer_last_seen[env.sender] = self._now
 
     def _node_key(self, key_id: str) -> bytes | None:
-        if key_id not in self._node_keys:
-            record = consortium.key_record(StateView(self.tip.state), key_id)
-            active = (record is not None and record["status"] == "active"
-                      and "node" in record["permissions"])
-            self._node_keys[key_id] = (bytes.fromhex(record["public_key"])
-                                       if active and record is not None else None)
-        return self._node_keys[key_id]
+        """The active node key ``key_id``, from the committed state. Only hits are
+        cached (registered keys are few; an unauthenticated sender name must not
+        grow memory), and the cache is dropped whenever a block writes keys."""
+        known = self._node_keys.get(key_id)
+        if known is not None:
+            return known
+        if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+            return None
+        record = consortium.key_record(StateView(self.tip.state), key_id)
+        if record is None or record["status"] != "active" \
+                or "node" not in record["permissions"]:
+            return None
+        public_key = bytes.fromhex(record["public_key"])
+        self._node_keys[key_id] = public_key
+        return public_key
 
     def _dispatch(self, env: Envelope, now: int, out: list[Action]) -> None:
         if self.key is not None and env.sender == self.key.key_id:
@@ -437,12 +469,17 @@ class Replica:
                               out: list[Action]) -> None:
         if msg.chain_id != self.chain_id:
             raise InvalidMessage("message for another chain", code="wrong_chain")
+        if isinstance(msg, Proposal):
+            try:
+                check_body(msg.block)
+            except InvalidBlock as exc:  # refused as a message: never cached as a verdict
+                raise InvalidMessage(f"proposal body does not match its header: {exc}",
+                                     code="body_mismatch") from exc
         if msg.height < self.height:
             return  # late: harmless
         if msg.height > self.height:
-            if msg.height == self.height + 1 \
-                    and len(self._future) < self.config.future_messages_max:
-                self._future.append(env)
+            if msg.height == self.height + 1:
+                self._buffer_future(env)
             self._note_ahead(env.sender, msg.height - 1, out)
             return
         if isinstance(msg, Vote):
@@ -509,7 +546,7 @@ class Replica:
         admitted = 0
         for item in items:
             try:
-                self._admit(Transaction.from_wire(item, checked=True))
+                self._admit(Transaction.from_wire(item, checked=True), now)
                 admitted += 1
             except Rejected as exc:
                 if exc.code != "duplicate":
@@ -679,14 +716,32 @@ class Replica:
         if any(k.startswith(b"consortium/key/") for k in ex.writes):
             self._node_keys.clear()
         view = StateView(self.tip.state)
+        params = self.tip.params
         self.mempool.after_block(block.txs, lambda s: self.app.next_nonce(view, s),
-                                 block.header.time - self.tip.params.tx_ttl_ms)
+                                 block.header.time - params.tx_ttl_ms,
+                                 block.header.time + params.tx_future_ms + params.tx_ttl_ms)
         out.append(Commit(block, certificate, ex, validators))
+
+    def _buffer_future(self, env: Envelope) -> None:
+        """Keep a next-height message until this replica gets there, within limits by
+        count, bytes and sender; beyond them it is dropped (and counted): the
+        consensus' resends bring it again."""
+        c = self.config
+        if (len(self._future) >= c.future_messages_max
+                or self._future_bytes + env.size > c.future_bytes_max
+                or self._future_senders[env.sender] >= c.future_per_sender_max):
+            self.rejections["future_buffer_full"] += 1
+            return
+        self._future.append(env)
+        self._future_bytes += env.size
+        self._future_senders[env.sender] += 1
 
     def _restart_consensus(self, now: int, out: list[Action]) -> None:
         self._from_consensus(
             self.consensus.start_height(self.height, self.tip.next_validators, now), now, out)
         future, self._future = self._future, []
+        self._future_bytes = 0
+        self._future_senders.clear()
         for env in future:
             self._safe_dispatch(env, now, out)
 

@@ -22,7 +22,9 @@ messages (``x-message-ttl``), and dead-letter what the replica rejects.
 Publishing: publisher confirms with up to ``publish_in_flight_max``
 publishes outstanding (awaiting each is several times slower), ``mandatory``
 so an unroutable message comes back as an error instead of vanishing, a
-``message_id`` (SHA-256 of the body) that receivers use to drop duplicates.
+``message_id`` (SHA-256 of the body) for tracing. Receivers drop duplicates by
+the SHA-256 of the bytes they got (never trusting the id) and remember only
+accepted messages, so a message refused once is handled again when resent.
 Consuming: manual acknowledgement after the replica handled the message —
 which for a block means after it is durably stored, since the host's commit
 fsyncs before it returns — with bounded prefetch. ``connect_robust`` restores
@@ -128,7 +130,7 @@ class AmqpTransport:
         self.stats = TransportStats()
         self._outbox: asyncio.Queue[tuple[str, str, bytes, str]] = asyncio.Queue(
             self.limits.outbox_max)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
@@ -237,16 +239,19 @@ class AmqpTransport:
     async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         self.stats.received += 1
         body = message.body
-        message_id = message.message_id or hashlib.sha256(body).hexdigest()[:32]
-        if message_id in self._seen:
-            self.stats.duplicates += 1
-            await _settle(message.ack())
-            return
-        self._remember(message_id)
         if len(body) > self.limits.message_bytes_max:
             self.stats.oversized += 1
             self.stats.rejected += 1
             await _settle(message.reject(requeue=False))
+            return
+        # Duplicates are recognised by the bytes, not by the publisher's message id
+        # (the broker and publishers are untrusted), and only once a message was
+        # accepted: a message refused now (a key not yet known, a height not yet
+        # reached) must be handled again when a peer resends the very same bytes.
+        message_id = hashlib.sha256(body).digest()
+        if message_id in self._seen:
+            self.stats.duplicates += 1
+            await _settle(message.ack())
             return
         try:
             ok = self.deliver(body)
@@ -254,12 +259,13 @@ class AmqpTransport:
             log.exception("delivering a message failed")
             ok = False
         if ok:
+            self._remember(message_id)
             await _settle(message.ack())
         else:
             self.stats.rejected += 1
             await _settle(message.reject(requeue=False))
 
-    def _remember(self, message_id: str) -> None:
+    def _remember(self, message_id: bytes) -> None:
         self._seen[message_id] = None
         if len(self._seen) > self.limits.dedup_ids_max:
             self._seen.popitem(last=False)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.ledger.core import crypto
+from services.ledger.core.blocks import Block
+from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.consensus.messages import PersistWal
 from services.ledger.core.execution import Application
 from services.ledger.core.genesis import Genesis
@@ -139,8 +141,18 @@ class Host:
     def _serve_sync(self, action: ServeSync) -> None:
         if self.replica.key is None:
             return
-        blocks = []
+        blocks: list[tuple[Block, CommitCertificate]] = []
+        # Stay well inside the receiver's message limit (envelope, hex and escaping
+        # overhead): the first block always goes, so a sync always progresses.
+        budget = self.replica.config.message_bytes_max // 2
+        size = 0
         for height in range(action.from_height, action.to_height + 1):
+            raw = self.store.block_bytes(height)
+            if raw is None:
+                break
+            size += len(raw[0]) + len(raw[1])
+            if blocks and size > budget:
+                break
             stored = self.store.block(height)
             if stored is None:
                 break
