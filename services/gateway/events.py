@@ -451,6 +451,7 @@ class EventPublisher:
         self._confirmed = Checkpoint(0, None)  # in memory; the file may lag behind it
         self._written = Checkpoint(0, None)
         self._failure: BaseException | None = None
+        self._checkpoint_checked = True  # (load_checkpoint decides)
 
     @property
     def connection_name(self) -> str:
@@ -491,16 +492,30 @@ class EventPublisher:
     def load_checkpoint(self) -> Checkpoint:
         """Resume from the checkpoint file (``run`` does it), checked against the store."""
         checkpoint = read_checkpoint(self.checkpoint_path)
-        if checkpoint.height > 0:
-            stored = self.store.block(checkpoint.height)
-            if stored is not None and stored.block.hash.hex() != checkpoint.block_hash:
-                raise CheckpointMismatch(
-                    f"{self.checkpoint_path} names block {checkpoint.height} "
-                    f"{checkpoint.block_hash}, the store holds {stored.block.hash.hex()}")
         self._confirmed = self._written = checkpoint
+        self._checkpoint_checked = checkpoint.height == 0
+        self._check_checkpoint()
         self.stats.checkpoint = checkpoint.height
         self.stats.lag_blocks = max(0, self.store.height() - checkpoint.height)
         return checkpoint
+
+    def _check_checkpoint(self) -> bool:
+        """Whether the checkpoint's block is the store's (raises if it is another);
+        False while the store has not reached it yet (a replica still catching up):
+        nothing may be published until it is checked, or a checkpoint of another
+        chain would silently skip this chain's first events."""
+        if self._checkpoint_checked:
+            return True
+        checkpoint = self._confirmed
+        stored = self.store.block(checkpoint.height)
+        if stored is None:
+            return False
+        if stored.block.hash.hex() != checkpoint.block_hash:
+            raise CheckpointMismatch(
+                f"{self.checkpoint_path} names block {checkpoint.height} "
+                f"{checkpoint.block_hash}, the store holds {stored.block.hash.hex()}")
+        self._checkpoint_checked = True
+        return True
 
     async def _connect(self) -> None:
         connection = await aio_pika.connect_robust(
@@ -558,6 +573,8 @@ class EventPublisher:
             raise RuntimeError("not connected")
         self._failure = None
         self._pending.clear()
+        if not self._check_checkpoint():
+            return self._confirmed.height  # the store has not reached the checkpoint
         tip = self.store.height()
         self.stats.lag_blocks = max(0, tip - self._confirmed.height)
         last_flush = time.monotonic()

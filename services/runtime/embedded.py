@@ -66,7 +66,8 @@ class EmbeddedNetwork:
 
     async def start_one(self, service: str, genesis: Genesis | None = None) -> ServiceNode:
         settings = NodeSettings(service=service, data_dir=self.data.root,
-                                gateway=GatewayOptions(port=self.port),
+                                gateway=GatewayOptions(port=self.port,
+                                                       webhook_loopback_allowed=True),
                                 **self.settings_overrides)  # type: ignore[arg-type]
         key = keys.load(self.data.node_key(service))
         node = ServiceNode(settings, genesis or self.genesis, key)

@@ -133,7 +133,10 @@ class ServiceNode:
             self.gateway.domains.append(self.trace_api)
             self.metrics.registry.register(
                 ProvenanceCacheCollector(self.trace_api.provenance_cache))
-            self.epcis = EpcisApi(self.gateway)
+            from services.gateway.trace.epcis_api import WebhookLimits
+
+            self.epcis = EpcisApi(self.gateway, webhook_limits=WebhookLimits(
+                loopback_allowed=s.gateway.webhook_loopback_allowed))
             self.gateway.domains.append(self.epcis)
 
     def deliver(self, data: bytes) -> bool:
@@ -198,7 +201,8 @@ class ServiceNode:
         else:
             g = s.gateway
             policies = Policies(PolicyLimits(rate_per_s=g.rate_per_s, rate_burst=g.rate_burst,
-                                             cors_origins=tuple(g.cors_origins)),
+                                             cors_origins=tuple(g.cors_origins),
+                                             public_base_url=g.public_base_url),
                                 resolve_key=self.resolve_key)
             app = web.Application(middlewares=policies.middlewares(),
                                   client_max_size=g.body_bytes_max)

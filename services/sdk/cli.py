@@ -42,6 +42,10 @@ def _client(args: argparse.Namespace) -> Client:
                   key=_key(args), genesis=genesis)
 
 
+def genesis_chain(client: Client) -> str | None:
+    return None if client.genesis is None else client.genesis.chain_id
+
+
 def _print(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
@@ -83,7 +87,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 0
     result = client.submit(tx, wait=not args.no_wait)
     if args.verify and result.get("status") == "committed":
-        proofs.verify_transaction(result, client.trusted_for(result), tx)
+        proofs.verify_transaction(result, client.trusted_for(result), tx,
+                                  expected_hash=tx.hash.hex(), chain_id=genesis_chain(client))
         result["verified"] = True
     _print(result)
     return 0 if result.get("status") in ("committed", "pending") else 1
@@ -131,7 +136,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "follow the validator-set changes from the genesis (each one is checked)")
         trusted = Client(gateway, genesis=genesis).trusted_for(answer)
     if "proof" in answer and "siblings" in answer["proof"]:
-        value = proofs.verify_state_value(answer, trusted)
+        value = proofs.verify_state_value(answer, trusted, chain_id=genesis.chain_id)
         _print({"verified": True, "kind": "state", "key": answer["key"], "value": value})
     else:
         tx = answer.get("transaction")
@@ -139,7 +144,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print("client: a receipt needs the transaction: pass the answer of "
                   "'get tx' or add a 'transaction' field", file=sys.stderr)
             return 2
-        header = proofs.verify_transaction(answer, trusted, tx)
+        header = proofs.verify_transaction(answer, trusted, tx, chain_id=genesis.chain_id)
         _print({"verified": True, "kind": "transaction", "height": header.height})
     return 0
 

@@ -120,6 +120,10 @@ class Client(_Base):
         except urllib.error.HTTPError as exc:
             return _decode(exc.code, exc.headers.get("Content-Type", ""), exc.read())
 
+    @property
+    def _chain_id(self) -> str | None:
+        return None if self.genesis is None else self.genesis.chain_id
+
     def trusted_for(self, result: Mapping[str, Any]) -> ValidatorSet:
         """The validator set that certified ``result``'s header, trusted after the
         transitions from the genesis set are checked (:class:`proofs.ValidatorTrust`)."""
@@ -208,13 +212,15 @@ class Client(_Base):
         tx = self.tx(kind, payload)
         result = self.submit(tx, wait=wait)
         if verify and result.get("status") == "committed":
-            proofs.verify_transaction(result, self.trusted_for(result), tx)
+            proofs.verify_transaction(result, self.trusted_for(result), tx,
+                                      expected_hash=tx.hash.hex(), chain_id=self._chain_id)
         return result
 
     def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
         result = dict(self.call("GET", f"/v1/transactions/{tx_hash}"))
         if verify:
-            proofs.verify_transaction(result, self.trusted_for(result), result["transaction"])
+            proofs.verify_transaction(result, self.trusted_for(result), result["transaction"],
+                                      expected_hash=tx_hash, chain_id=self._chain_id)
         return result
 
     def transactions(self, **query: Any) -> dict[str, Any]:
@@ -222,10 +228,14 @@ class Client(_Base):
 
     # --- state and events ---------------------------------------------------------------
 
-    def state(self, key: str, *, verify: bool = False) -> Any:
+    def state(self, key: str, *, verify: bool = False, min_height: int | None = None) -> Any:
+        """A state value; with ``verify``, proven against a certified block of the pinned
+        chain (at least ``min_height`` when given) for exactly ``key``."""
         result = dict(self.call("GET", f"/v1/state/{quote(key, safe='/')}"))
         if verify:
-            return proofs.verify_state_value(result, self.trusted_for(result))
+            return proofs.verify_state_value(result, self.trusted_for(result),
+                                             expected_key=key, chain_id=self._chain_id,
+                                             min_height=min_height)
         return result["value"]
 
     def events(self, **query: Any) -> dict[str, Any]:

@@ -64,6 +64,9 @@ ALG = "ed25519"
 DEFAULT_LABEL = "sig1"
 DEFAULT_TAG = "ecosphere"
 DEFAULT_REQUIRED_COMPONENTS = frozenset({"@method", "@target-uri"})
+#: EPCIS 2.0's capture mode header: whoever relays a capture must not be able to change
+#: an all-or-nothing capture into a partial one, so when present it must be signed
+ERROR_BEHAVIOUR_HEADER = "gs1-capture-error-behaviour"
 DERIVED_COMPONENTS = frozenset(
     {"@method", "@target-uri", "@authority", "@scheme", "@path", "@query"}
 )
@@ -684,7 +687,8 @@ def sign_request(
     server's window: use ``secrets.token_urlsafe(16)``.
 
     Covered by default: ``@method``, ``@target-uri``, ``@authority``,
-    ``content-digest`` (with a body) and ``content-type`` (when present).
+    ``content-digest`` (with a body), ``content-type`` and the EPCIS
+    ``gs1-capture-error-behaviour`` (when present).
     ``components`` replaces that list; ``content-digest`` is still added when
     there is a body.
     """
@@ -706,6 +710,8 @@ def sign_request(
             covered.append("content-digest")
         if "content-type" in fields:
             covered.append("content-type")
+        if ERROR_BEHAVIOUR_HEADER in fields:
+            covered.append(ERROR_BEHAVIOUR_HEADER)
     else:
         covered = list(components)
         if body is not None and "content-digest" not in covered:

@@ -61,9 +61,10 @@ class ValidatorTrust:
     """Validator sets a client trusts: the genesis set, and each set a checked chain of
     certified transitions from it installed."""
 
-    def __init__(self, genesis: Genesis | Mapping[str, Any] | ValidatorSet) -> None:
-        initial = genesis if isinstance(genesis, ValidatorSet) else trusted_validators(genesis)
-        self._sets: dict[bytes, ValidatorSet] = {initial.hash: initial}
+    def __init__(self, genesis: Genesis | Mapping[str, Any]) -> None:
+        g = genesis if isinstance(genesis, Genesis) else Genesis.from_wire(dict(genesis))
+        self.chain_id = g.chain_id
+        self._sets: dict[bytes, ValidatorSet] = {g.validators.hash: g.validators}
 
     def __contains__(self, validators_hash: bytes) -> bool:
         return validators_hash in self._sets
@@ -114,7 +115,8 @@ class ValidatorTrust:
         for vset, block in reversed(pending):  # oldest transition first
             header_wire = block["block"]["header"]
             signer = self._sets[bytes.fromhex(str(header_wire["validators_hash"]))]
-            header = verify_certified_header(header_wire, block["certificate"], signer)
+            header = verify_certified_header(header_wire, block["certificate"], signer,
+                                             chain_id=self.chain_id)
             if header.next_validators_hash != vset.hash:
                 raise ProofError(f"block {header.height} does not install the set")
             self._sets[vset.hash] = vset
@@ -136,12 +138,19 @@ def trusted_validators(genesis: Genesis | Mapping[str, Any]) -> ValidatorSet:
 
 def verify_certified_header(header_wire: Mapping[str, Any],
                             certificate_wire: Mapping[str, Any],
-                            trusted: ValidatorSet) -> BlockHeader:
+                            trusted: ValidatorSet, *, chain_id: str | None = None
+                            ) -> BlockHeader:
+    """The header, once its certificate is checked against ``trusted``; ``chain_id``
+    (the pinned genesis') must be the header's: the same validators may run other
+    chains (staging, tests), whose blocks prove nothing about this one."""
     try:
         header = BlockHeader.from_wire(dict(header_wire))
         certificate = CommitCertificate.from_wire(dict(certificate_wire))
     except (LedgerError, KeyError, TypeError, ValueError) as exc:
         raise ProofError(f"malformed header or certificate: {exc}") from exc
+    if chain_id is not None and header.chain_id != chain_id:
+        raise ProofError(f"block {header.height} belongs to chain {header.chain_id!r}, "
+                         f"not {chain_id!r}")
     if header.validators_hash != trusted.hash:
         raise UntrustedValidators(
             f"block {header.height} was certified by validator set "
@@ -157,12 +166,23 @@ def verify_certified_header(header_wire: Mapping[str, Any],
 
 
 def verify_transaction(result: Mapping[str, Any], trusted: ValidatorSet,
-                       transaction: Mapping[str, Any] | Transaction) -> BlockHeader:
+                       transaction: Mapping[str, Any] | Transaction, *,
+                       expected_hash: str | None = None,
+                       chain_id: str | None = None) -> BlockHeader:
     """Check a committed transaction (a ``wait=commit`` receipt, or the answer of
-    ``GET /v1/transactions/{hash}``) against the trusted validators."""
-    header = verify_certified_header(result["header"], result["certificate"], trusted)
-    tx = transaction if isinstance(transaction, Transaction) else Transaction.from_wire(
-        dict(transaction))
+    ``GET /v1/transactions/{hash}``) against the trusted validators; with
+    ``expected_hash``, that it is the transaction asked for (a gateway must not answer
+    a question with the proof of another transaction)."""
+    header = verify_certified_header(result["header"], result["certificate"], trusted,
+                                     chain_id=chain_id)
+    try:
+        tx = transaction if isinstance(transaction, Transaction) else \
+            Transaction.from_wire(dict(transaction))
+    except (LedgerError, KeyError, TypeError, ValueError) as exc:
+        raise ProofError(f"malformed transaction: {exc}") from exc
+    if expected_hash is not None and tx.hash.hex() != expected_hash:
+        raise ProofError(f"the answer proves transaction {tx.hash.hex()}, not "
+                         f"{expected_hash}")
     try:
         proof = merkle.InclusionProof.from_wire(result["proof"])
     except ValueError as exc:
@@ -176,9 +196,21 @@ def verify_transaction(result: Mapping[str, Any], trusted: ValidatorSet,
     return header
 
 
-def verify_state_value(result: Mapping[str, Any], trusted: ValidatorSet) -> Any:
-    """Check ``GET /v1/state/{key}``; returns the proven value (None: proven absent)."""
-    header = verify_certified_header(result["header"], result["certificate"], trusted)
+def verify_state_value(result: Mapping[str, Any], trusted: ValidatorSet, *,
+                       expected_key: str | None = None, chain_id: str | None = None,
+                       min_height: int | None = None) -> Any:
+    """Check ``GET /v1/state/{key}``; returns the proven value (None: proven absent).
+
+    ``expected_key``: the key asked for (an answer about another key is refused);
+    ``min_height``: refuse a proof against an older block (a value can be proven at
+    any height it held; ask for freshness when it matters)."""
+    header = verify_certified_header(result["header"], result["certificate"], trusted,
+                                     chain_id=chain_id)
+    if expected_key is not None and result.get("key") != expected_key:
+        raise ProofError(f"the answer is about {result.get('key')!r}, not {expected_key!r}")
+    if min_height is not None and header.height < min_height:
+        raise ProofError(f"the proof is against block {header.height}, older than "
+                         f"{min_height}")
     try:
         proof = StateProof.from_wire(result["proof"])
         key = state_key(str(result["key"]))

@@ -373,12 +373,24 @@ class TraceContract(Contract):
                 return None
             return bytes.fromhex(record["public_key"])
 
+        # The capture mode travels in the signed request: a relay must not turn an
+        # all-or-nothing capture into a partial one (the payload may only repeat it).
+        named = {str(k).lower(): str(v) for k, v in headers.items()}
+        behaviour = named.get(httpsig.ERROR_BEHAVIOUR_HEADER, "rollback").strip().lower()
+        if behaviour not in ("rollback", "proceed"):
+            ctx.fail("bad_payload", "GS1-Capture-Error-Behaviour is rollback or proceed")
+        if ctx.payload.get("error_behaviour", behaviour) != behaviour:
+            ctx.fail("bad_payload", "error_behaviour differs from the signed request's")
+        required = httpsig.DEFAULT_REQUIRED_COMPONENTS | (
+            {httpsig.ERROR_BEHAVIOUR_HEADER} if httpsig.ERROR_BEHAVIOUR_HEADER in named
+            else set())
         try:
             key_id = httpsig.verify_request(
                 method=str(request.get("method", "")), url=str(request.get("url", "")),
                 headers={str(k): str(v) for k, v in headers.items()},
                 body=body.encode(), now=ctx.time // 1000, resolve_key=resolve,
-                replay=httpsig.ReplayCache(), max_age_s=3600)
+                replay=httpsig.ReplayCache(), max_age_s=3600,
+                required_components=frozenset(required))
         except httpsig.HttpSigError as exc:
             ctx.fail(f"request_{exc.code}", f"the capture request's signature: {exc}")
         key = ctx.read(f"consortium/key/{key_id}")

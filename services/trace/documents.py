@@ -906,8 +906,11 @@ def _check_status(doc: WrappedDocument, data: Mapping[str, Any], anchor: AnchorR
             return value
         if value is not None:
             bounds.append(value)
-    if not ends:
-        return _bad("validity_undisclosed", "validUntil is not disclosed and the anchor "
+    if not ends or not starts:
+        # Hiding a bound must never widen the validity: without it (disclosed, or on
+        # the anchor) the status cannot be established.
+        missing = "validUntil" if not ends else "validFrom"
+        return _bad("validity_undisclosed", f"{missing} is not disclosed and the anchor "
                                             "has no validity window")
     if starts and now_ms < max(starts):
         return _bad("not_yet_valid", f"valid only from {_show(max(starts))}")

@@ -91,9 +91,12 @@ def http(method: str, url: str, body: bytes | None = None,
 
 
 def sign(key: PrivateKey, method: str, url: str, body: bytes | None = None,
-         content_type: str | None = "application/json") -> dict[str, str]:
-    """The headers of a request signed as a standard EPCIS client signs it (RFC 9421)."""
+         content_type: str | None = "application/json",
+         extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers of a request signed as a standard EPCIS client signs it (RFC 9421);
+    ``extra`` headers are sent and signed (the SDK covers GS1-Capture-Error-Behaviour)."""
     headers = {"Content-Type": content_type} if body is not None and content_type else {}
+    headers.update(extra or {})
     headers.update(httpsig.sign_request(key, method=method, url=url, headers=headers,
                                         body=body, now=int(time.time()),
                                         nonce=secrets.token_urlsafe(16)))
@@ -103,7 +106,7 @@ def sign(key: PrivateKey, method: str, url: str, body: bytes | None = None,
 def signed(key: PrivateKey, method: str, url: str, body: bytes | None = None,
            headers: Mapping[str, str] | None = None,
            content_type: str | None = "application/json") -> Answer:
-    all_headers = {**sign(key, method, url, body, content_type), **(headers or {})}
+    all_headers = sign(key, method, url, body, content_type, headers)
     return http(method, url, body, all_headers)
 
 

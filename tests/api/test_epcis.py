@@ -59,7 +59,7 @@ def epcis_server(live: LiveNetwork) -> Iterator[Epcis]:
     if wired is not None and http("GET", live.url + "/epcis/events").status != 404:
         yield Epcis(live.url, wired, chain)
         return
-    api = EpcisApi(gateway)
+    api = EpcisApi(gateway, webhook_limits=WebhookLimits(loopback_allowed=True))
     served: Any = live.run(serve(api, node.resolve_key))
     runner, port = served
     live.run(api.start())
@@ -513,7 +513,7 @@ def _webhook(e: Epcis, receiver: Receiver, maker: Any, carrier: Any) -> None:
     try:
         job = e.finished_job(maker.key, e.capture(maker.key, document(commission(3))))
         assert job["success"], job
-        fresh = EpcisApi(e.api.gateway)
+        fresh = EpcisApi(e.api.gateway, webhook_limits=WebhookLimits(loopback_allowed=True))
         e.live.run(fresh.start())
         try:
             wait_until(lambda: len(delivered()) >= 3, timeout=30)
@@ -567,7 +567,7 @@ def test_report_if_empty(epcis_server: Epcis) -> None:
                             "reportIfEmpty": True}))
     assert answer.status == 201
     quick = EpcisApi(e.api.gateway, webhook_limits=WebhookLimits(
-        poll_interval_s=0.1, report_if_empty_interval_s=0.3))
+        poll_interval_s=0.1, report_if_empty_interval_s=0.3, loopback_allowed=True))
     e.live.run(quick.start())
     try:
         wait_until(lambda: receiver.calls, timeout=15)
@@ -599,3 +599,65 @@ def test_openapi_documents_the_binding(epcis_server: Epcis) -> None:
         assert paths[path][method]["security"] == [{"httpMessageSignature": []}]
     names = {p["name"] for p in paths["/epcis/events"]["get"]["parameters"]}
     assert {"EQ_bizStep", "GE_eventTime", "MATCH_anyEPC", "perPage", "nextPageToken"} <= names
+
+
+@pytest.mark.parametrize("dest", [
+    "https://169.254.169.254/latest/meta-data/", "https://10.0.0.5:6379/",
+    "https://[::1]:8080/admin", "https://100.64.0.1/", "https://224.0.0.1/",
+    "https://[::ffff:127.0.0.1]/", "http://127.0.0.1:15672/api/definitions",
+    "https://127.0.0.1:9100/metrics"])
+def test_webhooks_may_not_target_internal_addresses(dest: str) -> None:
+    """Found in review (SSRF): a subscriber could make the gateway POST to the cloud
+    metadata service, the broker's management API or the node's admin port."""
+    from services.gateway.problems import Problem
+    from services.gateway.trace.epcis_api import _check_dest
+
+    with pytest.raises(Problem) as refused:
+        _check_dest(dest)
+    assert refused.value.code == "bad_dest"
+
+
+def test_the_delivery_resolver_refuses_names_of_internal_addresses() -> None:
+    import asyncio
+
+    from services.gateway.trace.epcis_api import PublicResolver, _check_dest, address_allowed
+
+    async def resolve(host: str, loopback: bool) -> object:
+        resolver = PublicResolver(loopback_allowed=loopback)
+        try:
+            return await resolver.resolve(host, 443)
+        except OSError as exc:
+            return exc
+        finally:
+            await resolver.close()
+
+    assert isinstance(asyncio.run(resolve("localhost", False)), OSError)
+    assert isinstance(asyncio.run(resolve("0x7f000001", False)), OSError)
+    assert isinstance(asyncio.run(resolve("localhost", True)), list)
+    assert address_allowed("8.8.8.8", loopback_allowed=False)
+    _check_dest("https://partner.example.com/hooks/epcis")  # names are resolved later
+    _check_dest("http://127.0.0.1:8999/hook", loopback_allowed=True)
+
+
+def test_deliveries_pause_when_the_owner_key_is_revoked() -> None:
+    """Found in review: an off-boarded party kept receiving every matching event."""
+    import types
+
+    from services.ledger.core import consortium
+    from services.ledger.sim.testnet import make_testnet
+    from tests.ledger.core.conftest import Chain
+
+    net = make_testnet()
+    chain = Chain(net.genesis)
+    key = net.client_keys[0]
+    org = consortium.key_record(chain.view(), key.key_id)["org"]  # type: ignore[index]
+    gateway = types.SimpleNamespace(replica=types.SimpleNamespace(
+        tip=types.SimpleNamespace(state=chain.state)))
+    api = EpcisApi(gateway)  # type: ignore[arg-type]
+    sub = {"owner_key": key.key_id, "owner": org}
+    assert api._owner_inactive(sub) is None
+    assert str(api._owner_inactive({**sub, "owner": "someone-else"})).startswith(
+        "owner_key_inactive")
+    chain.block([chain.tx(key, "consortium.revoke_key", {"key_id": key.key_id})])
+    gateway.replica.tip.state = chain.state
+    assert str(api._owner_inactive(sub)).startswith("owner_key_inactive")

@@ -404,3 +404,46 @@ def test_fahrenheit_rules_use_the_fahrenheit_code(s: Scenario) -> None:
 
     assert not propose(1, "FAH").rejected
     assert rejected_codes(propose(2, "FAR")) == ["bad_rule"]  # FAR is the farad
+
+
+def test_the_capture_mode_of_a_relayed_request_is_the_signed_one(s: Scenario) -> None:
+    """Found in review: a relay could resubmit a refused all-or-nothing capture with
+    error_behaviour "proceed" and record its valid part."""
+    good = s.event(s.maker, [sgtin("5101")], "commissioning")
+    bad = s.event(s.maker, [sgtin("5102")], "commissioning", location=s.carrier.location)
+    body = json.dumps({"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/"
+                                    "epcis-context.jsonld"],
+                       "type": "EPCISDocument", "schemaVersion": "2.0",
+                       "creationDate": "2026-01-01T00:00:00Z",
+                       "epcisBody": {"eventList": [good, bad]}})
+    url = "https://gateway.example/epcis/capture"
+
+    def request(behaviour: str | None, *, signed_mode: bool = True) -> dict[str, object]:
+        headers = {"Content-Type": "application/ld+json"}
+        if behaviour is not None and signed_mode:
+            headers["GS1-Capture-Error-Behaviour"] = behaviour
+        headers.update(httpsig.sign_request(s.maker.key, method="POST", url=url,
+                                            headers=headers, body=body.encode(),
+                                            now=s.chain.next_time // 1000,
+                                            nonce=f"n-{behaviour}-{signed_mode}"))
+        if behaviour is not None and not signed_mode:
+            headers["GS1-Capture-Error-Behaviour"] = behaviour  # added after signing
+        return {"method": "POST", "url": url, "headers": headers, "body": body}
+
+    def codes(outcome: BlockExecution) -> list[str]:
+        return [e.attributes["code"] for e in outcome.events
+                if e.type == "trace.capture.rejected"]
+
+    atomic = s.ok(s.operator, "trace.capture", {"request": request(None)})
+    assert codes(atomic) and "trace.event.captured" not in event_types(atomic)
+    flipped = s.ok(s.operator, "trace.capture", {"request": request(None),
+                                                  "error_behaviour": "proceed"})
+    assert codes(flipped) == ["bad_payload"]
+    unsigned = s.ok(s.operator, "trace.capture", {"request": request("proceed",
+                                                                     signed_mode=False),
+                                                   "error_behaviour": "proceed"})
+    assert codes(unsigned)[0].startswith("request_")
+    assert "trace.event.captured" not in event_types(unsigned)
+    partial = s.ok(s.operator, "trace.capture", {"request": request("proceed"),
+                                                  "error_behaviour": "proceed"})
+    assert event_types(partial).count("trace.event.captured") == 1

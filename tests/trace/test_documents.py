@@ -852,8 +852,24 @@ def test_status_validity_window() -> None:
 def test_status_when_validity_is_hidden() -> None:
     document = obfuscate(wrapped_certificate(), ["validUntil", "validFrom"])
     assert status_of(document, anchor_for(document)).code == "validity_undisclosed"
-    windowed = anchor_for(document, valid_until=ms("2027-01-01T00:00:00Z"))
+    half = anchor_for(document, valid_until=ms("2027-01-01T00:00:00Z"))
+    assert status_of(document, half).code == "validity_undisclosed"
+    windowed = anchor_for(document, valid_from=ms("2024-01-01T00:00:00Z"),
+                          valid_until=ms("2027-01-01T00:00:00Z"))
     assert status_of(document, windowed).ok
+
+
+def test_hiding_valid_from_never_makes_a_future_certificate_valid() -> None:
+    """Found in review: a holder hid validFrom of a not-yet-valid certificate and the
+    status turned ok."""
+    future = wrapped_certificate(validFrom="2030-01-01T00:00:00Z",
+                                 validUntil="2031-01-01T00:00:00Z")
+    anchor = anchor_for(future)
+    assert status_of(future, anchor, now=ms("2026-06-01T00:00:00Z")).code == \
+        "not_yet_valid"
+    hidden = obfuscate(future, ["validFrom"])
+    assert status_of(hidden, anchor_for(hidden),
+                     now=ms("2026-06-01T00:00:00Z")).code == "validity_undisclosed"
 
 
 def test_status_invalid_data() -> None:

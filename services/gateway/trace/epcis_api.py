@@ -35,10 +35,13 @@ the raw body as text — in a ``trace.capture`` transaction signed by its relay 
 contract verifies the party's signature over those bytes itself: the gateway can
 neither forge nor alter a capture. ``GS1-Capture-Error-Behaviour: rollback`` (default:
 all or nothing) or ``proceed`` (invalid events are rejected one by one, reported in
-the job, the rest are captured) becomes the payload's ``error_behaviour``.
-``POST /epcis/events`` relays a single-event request the same way; note that the trace
-contract's signed-request capture reads an EPCISDocument body only, so until it also
-accepts a single event such a capture's job fails with ``bad_document``.
+the job, the rest are captured) becomes the payload's ``error_behaviour``; when the
+header is sent the signature must cover it (the SDK's ``sign_request`` does), and the
+contract takes the mode from the signed request, so no relay can turn an
+all-or-nothing capture into a partial one. Replaying a relayed request records
+nothing new: events are unique by their CBV 2.0 hash.
+``POST /epcis/events`` relays a single-event request the same way (the contract reads
+an EPCISDocument body or a single event).
 
 Before relaying, the transaction is *executed against the replica's tip* (a dry run of
 the very contract the validators run). A proposer silently drops a failing
@@ -98,9 +101,14 @@ Each callback carries ``GS1-Signature: <hex HMAC-SHA256 of the exact body bytes,
 with the UTF-8 bytes of the subscription's signatureToken>`` — the header the EPCIS 2.0
 subscription's ``signatureToken`` is for; the receiver recomputes it over the raw body
 and compares in constant time — plus ``GS1-Query-Name``, ``GS1-Subscription-ID``,
-``GS1-EPCIS-Version`` and ``GS1-CBV-Version``. ``dest`` must be ``https://``; plain
-``http://`` is accepted only for loopback hosts (tests, local relays). The token is
-stored as given (it is needed for every callback). Redirects are not followed.
+``GS1-EPCIS-Version`` and ``GS1-CBV-Version``. ``dest`` must be ``https://`` to a
+public address: the delivery session's resolver (:class:`PublicResolver`) refuses
+private, link-local (cloud metadata), shared, reserved and multicast addresses at
+every connection, so a subscriber cannot make the gateway call the platform's
+internal services (DNS rebinding included). Loopback, and plain ``http://`` to it,
+only with ``WebhookLimits.loopback_allowed`` (``ecosphere up`` and tests). Deliveries
+stop while the owner's key or organisation is not active. The token is stored as
+given (it is needed for every callback). Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -112,11 +120,13 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
 import re
 import secrets
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -125,6 +135,8 @@ from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+import aiohttp.abc
+import aiohttp.resolver
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import DuplicateKeyError
@@ -223,6 +235,9 @@ class WebhookLimits:
     report_if_empty_interval_s: float = 60.0
     #: subscriptions served (per round; also the most that may exist)
     subscriptions_max: int = 1_000
+    #: deliver to loopback addresses (plain http too): local development only — in a
+    #: deployment it would reach the node's own admin and broker ports
+    loopback_allowed: bool = False
 
     def __post_init__(self) -> None:
         if min(self.poll_interval_s, self.delivery_timeout_s, self.retry_backoff_s,
@@ -1250,7 +1265,7 @@ class EpcisApi:
         db, doc = await self._named(request)
         self._require_owner(request, doc)
         body: SubscriptionBody = await self._json_body(request, SubscriptionBody)
-        _check_dest(body.dest)
+        _check_dest(body.dest, loopback_allowed=self.limits.loopback_allowed)
         subscription_id = secrets.token_hex(16)
         now = _now_ms()
         sub = {"_id": subscription_id, "query": doc["_id"], "owner": doc["owner"],
@@ -1301,7 +1316,9 @@ class EpcisApi:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.limits.delivery_timeout_s))
+            timeout=aiohttp.ClientTimeout(total=self.limits.delivery_timeout_s),
+            connector=aiohttp.TCPConnector(resolver=PublicResolver(
+                loopback_allowed=self.limits.loopback_allowed)))
         self.gateway.runner.host.listeners.committed.append(self._on_commit)
         self._task = asyncio.create_task(self._dispatch_loop())
 
@@ -1379,6 +1396,12 @@ class EpcisApi:
             query = queries.get(sub["query"])
             if query is None:
                 return False
+            inactive = self._owner_inactive(sub)
+            if inactive is not None:  # paused, not lost: the cursor stays where it was
+                await db[SUBSCRIPTIONS].update_one({"_id": sub["_id"]}, {"$set": {
+                    "last_error": inactive,
+                    "next_attempt_ms": now + int(self.limits.suspended_retry_s * 1000)}})
+                return False
             async with gate:
                 return await self._serve(db, sub, query, before)
 
@@ -1387,6 +1410,18 @@ class EpcisApi:
             if isinstance(result, Exception):
                 log.warning("epcis webhooks: %s: %s", type(result).__name__, result)
         return any(r is True for r in results)
+
+    def _owner_inactive(self, sub: Mapping[str, Any]) -> str | None:
+        """Why the subscription's owner may not receive events now (None: it may): its
+        key revoked, or its organisation suspended or gone, on the chain's tip."""
+        view = StateView(self.gateway.replica.tip.state)
+        key = consortium.key_record(view, str(sub.get("owner_key", "")))
+        if key is None or key["status"] != "active" or key["org"] != sub.get("owner"):
+            return "owner_key_inactive: the subscribing key is no longer active"
+        org = consortium.org_record(view, str(sub["owner"]))
+        if org is None or org.get("status") != "active":
+            return "owner_org_inactive: the owning organisation is not active"
+        return None
 
     async def _serve(self, db: Any, sub: dict[str, Any], query: Mapping[str, Any],
                      before: int) -> bool:
@@ -1442,6 +1477,10 @@ class EpcisApi:
         session = self._session
         if session is None:
             return "the dispatcher is stopped"
+        host = urlsplit(str(sub["dest"])).hostname or ""
+        if _literal_address(host) is not None and not address_allowed(
+                host, loopback_allowed=self.limits.loopback_allowed):
+            return f"{host} is not a public address"
         signature = hmac.new(str(sub["secret"]).encode(), body, hashlib.sha256).hexdigest()
         headers = {"Content-Type": JSON, "GS1-Signature": signature,
                    "GS1-Query-Name": str(sub["query"]),
@@ -1527,19 +1566,69 @@ def _query_out(doc: Mapping[str, Any]) -> dict[str, Any]:
             "createdAt": epcis.format_time(int(doc["created"]))}
 
 
-def _check_dest(dest: str) -> None:
+def _check_dest(dest: str, *, loopback_allowed: bool = False) -> None:
+    """The syntactic rules for a webhook ``dest`` (addresses are checked on resolving)."""
     try:
         parts = urlsplit(dest)
         host = parts.hostname
         _ = parts.port  # a bad port raises here
     except ValueError as exc:
         raise Problem(422, "bad_dest", f"dest is not a URL: {exc}") from exc
-    if parts.scheme == "https" and host:
+    if not host:
+        raise Problem(422, "bad_dest", "dest names no host")
+    if parts.scheme == "https" or (parts.scheme == "http" and loopback_allowed
+                                   and host in LOOPBACK_HOSTS):
+        if _literal_address(host) is not None and not address_allowed(
+                host, loopback_allowed=loopback_allowed):
+            raise Problem(422, "bad_dest", f"dest {host} is not a public address")
         return
-    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
-        return
-    raise Problem(422, "bad_dest", "dest must be an https:// URL (http:// only for "
-                  "loopback hosts)")
+    raise Problem(422, "bad_dest", "dest must be an https:// URL" + (
+        " (http:// only for loopback hosts)" if loopback_allowed else ""))
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+
+
+def address_allowed(host: str, *, loopback_allowed: bool) -> bool:
+    """Whether a webhook may be delivered to IP address ``host``: a public unicast
+    address only — never private, link-local (cloud metadata), shared (CGNAT),
+    reserved or multicast ranges, nor loopback unless allowed (local development)."""
+    address = _literal_address(host)
+    if address is None:
+        return False
+    if address.is_loopback:
+        return loopback_allowed
+    return address.is_global and not address.is_multicast
+
+
+class PublicResolver(aiohttp.abc.AbstractResolver):
+    """Resolves webhook hosts, keeping only addresses :func:`address_allowed` accepts.
+
+    It sits in the delivery session's connector, so the address checked is the one
+    connected to: a name that resolves to an internal address (now, or after a DNS
+    rebinding) is refused at every delivery, not only when the subscription was made.
+    """
+
+    def __init__(self, *, loopback_allowed: bool) -> None:
+        self.loopback_allowed = loopback_allowed
+        self._inner = aiohttp.resolver.DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET,
+                      ) -> list[aiohttp.abc.ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [r for r in found
+                   if address_allowed(r["host"], loopback_allowed=self.loopback_allowed)]
+        if not allowed:
+            raise OSError(f"{host} resolves to no public address")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 __all__ = [

@@ -217,6 +217,9 @@ class Replica:
         self._sync_outstanding: str | None = None
         self._sync_seq = 0
         self._peers_ahead: dict[str, int] = {}
+        #: peers whose last sync answer (or silence) brought nothing since our last
+        #: progress: asked only when no other peer is ahead (authenticated node keys)
+        self._sync_snubbed: set[str] = set()
         self._node_keys: dict[str, bytes] = {}
         self._last_progress: tuple[int, int, int] = (0, 0, 0)
         self.peers_seen: set[str] = set()
@@ -611,7 +614,14 @@ class Replica:
                 applied = True
         finally:
             if applied:
+                self._sync_snubbed.clear()
                 self._restart_consensus(now, out)
+            else:
+                # It claimed to be ahead and gave nothing we could use: ask others
+                # first (a Byzantine peer must not keep a lagging replica behind by
+                # answering every request at once, and emptily).
+                self._peers_ahead.pop(env.sender, None)
+                self._sync_snubbed.add(env.sender)
             self._continue_sync(env.sender, out)
 
     def _continue_sync(self, last_peer: str, out: list[Action]) -> None:
@@ -619,8 +629,10 @@ class Replica:
             return
         ahead = {p: h for p, h in self._peers_ahead.items() if h > self.tip.height}
         self._peers_ahead = ahead
-        if ahead:
-            peer = last_peer if last_peer in ahead else max(ahead, key=ahead.__getitem__)
+        helpful = {p: h for p, h in ahead.items() if p not in self._sync_snubbed} or ahead
+        if helpful:
+            peer = last_peer if last_peer in helpful else max(helpful,
+                                                               key=helpful.__getitem__)
             self._request_sync(peer, out)
 
     def apply_certified(self, block: Block, certificate: CommitCertificate,
@@ -655,6 +667,7 @@ class Replica:
             if self._sync_outstanding == peer and self._sync_seq == seq:
                 self._sync_outstanding = None
                 self._peers_ahead.pop(peer, None)  # it did not answer: try another
+                self._sync_snubbed.add(peer)
                 self._continue_sync(peer, out)
         return out
 

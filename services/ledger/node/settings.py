@@ -66,6 +66,12 @@ class GatewayOptions(BaseModel):
     rate_per_s: float = Field(2_000.0, gt=0)  # per key (signed) or per client address
     rate_burst: float = Field(4_000.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    #: ``https://host[:port]`` clients reach the gateway at, behind a proxy or ingress:
+    #: RFC 9421 signatures are checked against it (unset: the request's own Host).
+    public_base_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+$")
+    #: EPCIS webhooks may call loopback addresses (``ecosphere up`` on one machine);
+    #: never in a deployment, where loopback reaches the node's own admin ports
+    webhook_loopback_allowed: bool = False
 
 
 class ViewsOptions(BaseModel):

@@ -113,3 +113,50 @@ def test_next_height_junk_is_bounded_per_sender() -> None:
         replica.on_message(seal(net.observer_keys[0], chain_id, "vote", body), NOW)
     assert len(replica._future) == replica.config.future_per_sender_max
     assert replica.rejections["future_buffer_full"] == 5_000 - len(replica._future)
+
+
+def test_a_peer_that_claims_to_be_far_ahead_and_answers_emptily_cannot_stall_catch_up(
+        ) -> None:
+    from services.ledger.core.certificate import PRECOMMIT, CommitCertificate, Vote
+    from services.ledger.core.replica import GOSSIP, Send
+
+    net, _, replicas = network()
+    lagging, byzantine, honest, other = replicas
+    chain_id = net.genesis.chain_id
+    blocks = []
+    for _ in range(5):  # honest and other commit five blocks without the lagging one
+        block = honest.build_proposal_block(honest.height, 0, NOW)
+        votes = {k.key_id: Vote.sign(k, PRECOMMIT, chain_id, block.height, 0, block.hash,
+                                     block.header.time + 1 + i)
+                 for i, k in enumerate(net.validator_keys)}
+        certificate = CommitCertificate.from_votes(votes)
+        for replica in (honest, other):
+            replica.apply_certified(block, certificate, NOW)
+        blocks.append((block, certificate))
+    assert byzantine.key is not None and honest.key is not None
+    lagging.start(NOW)
+
+    def status(key: object, height: int) -> bytes:
+        return seal(key, chain_id, "status", {"height": height, "round": 0})  # type: ignore[arg-type]
+
+    actions = lagging.on_message(status(byzantine.key, 10**9), NOW)
+    t = NOW
+    for step in range(50):
+        t += 100
+        actions += lagging.on_message(status(honest.key, 5), t)
+        if step % 5 == 0:
+            actions += lagging.on_timer(GOSSIP, t)
+        requests = [a for a in actions if isinstance(a, Send)
+                    and open_envelope(a.data, chain_id=chain_id,
+                                      size_max=10**8).type == "sync_request"]
+        actions = []
+        for request in requests:
+            if request.peer == byzantine.key.key_id:  # at once, with nothing
+                actions += lagging.on_message(
+                    seal(byzantine.key, chain_id, "sync_response", {"blocks": []}), t)
+                actions += lagging.on_message(status(byzantine.key, 10**9), t)
+            elif request.peer == honest.key.key_id:
+                actions += lagging.on_message(honest.sync_response(blocks), t)
+        if lagging.tip.height == 5:
+            break
+    assert lagging.tip.height == 5
