@@ -95,11 +95,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
 async def _up_processes(args: argparse.Namespace, data: object, url: str,
                         stop: object) -> int:
     import asyncio
+    import os
 
     from services.runtime.network import ProcessNetwork, log_tail
 
     assert isinstance(stop, asyncio.Event)
-    network = ProcessNetwork(data, args.port, url)  # type: ignore[arg-type]
+    # The operator's topology prefix (two networks on one broker must not share one).
+    prefix = os.environ.get("ECOSPHERE_AMQP__PREFIX", "ecosphere")
+    network = ProcessNetwork(data, args.port, url, prefix=prefix)  # type: ignore[arg-type]
     print(f"ecosphere: five services as processes over RabbitMQ at "
           f"{_redact(url)}; logs in <data>/<service>/service.log", flush=True)
     await network.start()
@@ -407,7 +410,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from services.sdk import cli as client_cli
 
         return client_cli.run(args)
-    return int(args.func(args))
+    from pydantic import ValidationError
+
+    from services.ledger.node.keys import KeyFileError
+    from services.ledger.node.settings import ConfigFileError
+    from services.ledger.node.store import StoreInUse
+
+    try:
+        return int(args.func(args))
+    except (StoreInUse, KeyFileError, ConfigFileError, ValidationError) as exc:
+        # An operator's mistake: one clear line, no traceback.
+        print(f"ecosphere: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

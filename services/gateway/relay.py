@@ -10,8 +10,11 @@ anything of a party's:
   operator's observation (``trace.record_scan``), which feeds clone detection.
 
 The relay key is a member key of the operator organisation
-(``<data>/gateway/relay.key``). Nonces are tracked locally — the relay is the
-key's only user — and resynchronised from the chain after a refusal.
+(``<data>/gateway/relay.key``). Its nonces come from the chain and the local mempool
+at each send (the relay is the key's only user; see :meth:`Relay._nonce`). Known
+limit: right after a gateway restart its mempool is empty, so a send can reuse a
+nonce that validators still hold from before; that capture then never commits and
+its job fails as ``expired`` (the client captures again).
 """
 
 from __future__ import annotations
@@ -31,19 +34,21 @@ class Relay:
     def __init__(self, runner: NodeRunner, key: PrivateKey) -> None:
         self.runner = runner
         self.key = key
-        self._next: int | None = None
         self.sent = 0
         self.refused = 0
 
     def _nonce(self) -> int:
+        """The committed next nonce plus the unbroken run of this key's transactions still
+        waiting in the local mempool — computed afresh for every send, never cached: a
+        transaction that left the mempool uncommitted (expired during a stall, dropped
+        by a proposer) leaves a gap that the next send fills, instead of every later
+        transaction waiting behind it for ever."""
         replica = self.runner.host.replica
-        committed = replica.app.next_nonce(StateView(replica.tip.state), self.key.key_id)
-        if self._next is None or self._next < committed:
-            waiting = replica.mempool.pending_nonces(self.key.key_id)
-            self._next = committed
-            while self._next in waiting:
-                self._next += 1
-        return self._next
+        nonce = replica.app.next_nonce(StateView(replica.tip.state), self.key.key_id)
+        waiting = replica.mempool.pending_nonces(self.key.key_id)
+        while nonce in waiting:
+            nonce += 1
+        return nonce
 
     def send(self, kind: str, payload: Mapping[str, Any]) -> Transaction:
         """Sign and submit; raises the ledger's rejection (the caller maps it to HTTP)."""
@@ -55,8 +60,6 @@ class Relay:
             self.runner.host.submit(tx)
         except LedgerError:
             self.refused += 1
-            self._next = None  # resynchronise from the chain next time
             raise
-        self._next = tx.nonce + 1
         self.sent += 1
         return tx

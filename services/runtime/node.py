@@ -15,6 +15,7 @@ port): ``/healthz`` (the process and its replica are alive), ``/readyz``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -297,10 +298,14 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
                               limits=amqp_limits(settings))
     node.transport_stats = transport.stats
     node.boot(transport)
-    await _connect(transport, stop)
+    # /healthz, /readyz ("not connected") and /metrics answer while the broker is away.
+    port = await node.serve_http()
+    if not await _connect(transport, stop):  # stopped before the broker came
+        await transport.close()
+        await node.close()
+        return 0
     node.runner.start()
     await node.start_gateway_extras(settings.amqp_url or DEFAULT_AMQP_URL)
-    port = await node.serve_http()
     where = "http" if settings.service == "gateway" else "admin"
     log.info("%s up: %s on %s:%d, height %d", settings.service, where,
              settings.gateway.host if where == "http" else settings.admin_host, port,
@@ -315,16 +320,19 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
     return 0 if node.runner.failed is None else 1
 
 
-async def _connect(transport: AmqpTransport, stop: asyncio.Event) -> None:
-    """Connect, retrying with backoff: the broker may start after us."""
+async def _connect(transport: AmqpTransport, stop: asyncio.Event) -> bool:
+    """Connect, retrying with backoff (the broker may start after us); False if ``stop``
+    was set first."""
     delay = 0.5
-    while True:
+    while not stop.is_set():
         try:
             await transport.start()
-            return
+            return True
         except Exception as exc:  # aio-pika raises several unrelated types here
             if stop.is_set():
-                raise
+                return False
             log.warning("broker not reachable (%r); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 10.0)
+    return False

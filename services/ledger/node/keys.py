@@ -8,8 +8,10 @@ leaves half a key. Loading refuses a key file that others can read.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -27,16 +29,29 @@ def generate() -> PrivateKey:
 
 
 def save(key: PrivateKey, path: Path) -> None:
+    """Write ``key`` to ``path`` atomically: a fresh temporary file of its own (never a
+    stale or planted one: ``mkstemp`` creates it exclusively, mode 0600), fsynced,
+    renamed over ``path``, and the directory fsynced so the rename survives a crash."""
     pem = to_pem(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.write(fd, pem)
-        os.fsync(fd)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, pem)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        os.close(directory)
 
 
 def to_pem(key: PrivateKey) -> bytes:
@@ -50,7 +65,11 @@ def load(path: Path) -> PrivateKey:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path} is readable by others (mode {oct(mode & 0o777)}); "
                            "chmod 600 it")
-    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not an unencrypted PKCS#8 PEM private key "
+                           f"({type(exc).__name__})") from None
     if not isinstance(loaded, Ed25519PrivateKey):
         raise KeyFileError(f"{path} does not hold an Ed25519 key")
     return PrivateKey(loaded)

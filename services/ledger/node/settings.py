@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +24,14 @@ VALIDATORS: tuple[ServiceName, ...] = ("ledger", "trace", "customs", "credit")
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-class ConsensusTiming(BaseModel):
+class _Strict(BaseModel):
+    """Nested settings refuse unknown keys too: a typo (``ECOSPHERE_AMQP__PREFETCHH``)
+    is an error, never a silently ignored value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConsensusTiming(_Strict):
     propose_ms: int = Field(1_000, ge=10)
     propose_delta_ms: int = Field(500, ge=0)
     vote_ms: int = Field(500, ge=10)
@@ -33,7 +40,7 @@ class ConsensusTiming(BaseModel):
     gossip_interval_ms: int = Field(500, ge=10)
 
 
-class ReplicaLimits(BaseModel):
+class ReplicaLimits(_Strict):
     mempool_txs_max: int = Field(100_000, ge=1)
     mempool_bytes_max: int = Field(128 * 1024 * 1024, ge=1024)
     mempool_per_sender_max: int = Field(10_000, ge=1)
@@ -44,7 +51,7 @@ class ReplicaLimits(BaseModel):
     message_bytes_max: int = Field(32 * 1024 * 1024, ge=1024)
 
 
-class AmqpOptions(BaseModel):
+class AmqpOptions(_Strict):
     prefix: str = "ecosphere"
     queue_type: Literal["quorum", "classic"] = "quorum"
     prefetch: int = Field(512, ge=1)
@@ -56,7 +63,7 @@ class AmqpOptions(BaseModel):
     outbox_max: int = Field(20_000, ge=1)
 
 
-class GatewayOptions(BaseModel):
+class GatewayOptions(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     body_bytes_max: int = Field(4 * 1024 * 1024, ge=1024)
@@ -74,7 +81,7 @@ class GatewayOptions(BaseModel):
     webhook_loopback_allowed: bool = False
 
 
-class ViewsOptions(BaseModel):
+class ViewsOptions(_Strict):
     enabled: bool = True  # gateway only
     ready_lag_blocks_max: int = Field(50, ge=0)  # /readyz false beyond this projection lag
     batch_blocks_max: int = Field(200, ge=1)
@@ -97,7 +104,7 @@ class NodeSettings(BaseSettings):
     mongo_uri: str | None = None  # None: an embedded SecantusDB under <data>/gateway/views
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(0, ge=0, le=65535)  # 0: the gateway serves admin on its port
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     ready_lag_blocks_max: int = Field(2, ge=0)
     consensus: ConsensusTiming = ConsensusTiming()
     limits: ReplicaLimits = ReplicaLimits()
@@ -124,7 +131,8 @@ class NodeSettings(BaseSettings):
 
 
 class _JsonFileSource(PydanticBaseSettingsSource):
-    """Values from the JSON file named by ECOSPHERE_CONFIG_FILE (lowest priority)."""
+    """Values from the JSON file named by ``config_file`` / ECOSPHERE_CONFIG_FILE (lowest
+    priority)."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -132,10 +140,20 @@ class _JsonFileSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         import os
 
-        path = os.environ.get("ECOSPHERE_CONFIG_FILE")
+        # config_file given directly (NodeSettings(config_file=...)) or by environment
+        path = self.current_state.get("config_file") or os.environ.get("ECOSPHERE_CONFIG_FILE")
         if not path:
             return {}
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigFileError(f"config file {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise ConfigFileError(f"config file {path} is not JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a JSON object")
+            raise ConfigFileError(f"config file {path} must hold a JSON object")
         return data
+
+
+class ConfigFileError(ValueError):
+    """The settings file named by ECOSPHERE_CONFIG_FILE cannot be used."""

@@ -20,6 +20,7 @@ Durability contract, relied on by the replica's safety:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -217,12 +218,23 @@ CREATE TABLE IF NOT EXISTS validator_sets (
 """
 
 
+class StoreInUse(RuntimeError):
+    """Another process holds this replica's store (a second ``ecosphere up`` or ``run``
+    on the same data directory): two writers would corrupt one chain."""
+
+
 class SqliteStore:
-    """SQLite in WAL mode with synchronous=FULL: a returned commit is on disk."""
+    """SQLite in WAL mode with synchronous=FULL: a returned commit is on disk.
+
+    One process at a time: an exclusive ``flock`` on ``<db>.lock`` is taken before the
+    database is opened and held until :meth:`close` (the kernel drops it if the
+    process dies), so a second writer fails at once with :class:`StoreInUse`.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_exclusively(self.path.with_name(self.path.name + ".lock"))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -329,6 +341,21 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the flock
+            self._lock = None
+
+
+def _lock_exclusively(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreInUse(f"{path.parent} is in use by another process (is another "
+                         "'ecosphere up' or 'ecosphere run' using this data directory?)"
+                         ) from None
+    return fd
 
 
 def _fsync_dir(path: Path) -> None:

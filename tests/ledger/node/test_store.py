@@ -170,3 +170,15 @@ def test_validator_sets_are_kept_with_the_first_height_they_certified(
     found = store.validator_set(genesis_set.hash)
     assert found == (1, genesis_set)  # the second commit by the same set changes nothing
     assert store.validator_set(b"\x00" * 32) is None
+
+
+def test_a_store_has_one_writer(tmp_path: Path) -> None:
+    """Found in review: a second 'ecosphere up' on the same data directory wrote into
+    the running replicas' stores and froze their chain."""
+    from services.ledger.node.store import StoreInUse
+
+    first = SqliteStore(tmp_path / "chain.db")
+    with pytest.raises(StoreInUse, match="in use by another process"):
+        SqliteStore(tmp_path / "chain.db")
+    first.close()
+    SqliteStore(tmp_path / "chain.db").close()  # released on close
