@@ -149,13 +149,13 @@ class Demo:
                 "id": f"organic-{self.run_id}", "type": "ORGANIC",
                 "issuer": {"id": self.orgs["cert"], "name": "TUV demo"},
                 "subject": {"kind": "product", "id": self.gtin}, "scope": "*",
-                "validFrom": _iso(now - DAY_MS), "validUntil": _iso(now + 365 * DAY_MS),
+                "validFrom": _iso(now - DAY_MS), "validUntil": _iso(now + 180 * DAY_MS),
                 "findings": "EU 2018/848 organic production rules met"}
         wrapped = documents.wrap_batch([data], salt=lambda: str(uuid.uuid4()))
         self.send(self.cert, "trace.anchor_certificate", {
             "merkle_root": wrapped[0].merkle_root, "type": "ORGANIC",
             "subject": {"kind": "product", "id": self.gtin}, "scope": "*",
-            "valid_from": now - DAY_MS, "valid_until": now + 365 * DAY_MS})
+            "valid_from": now - DAY_MS, "valid_until": now + 180 * DAY_MS})
         shared = documents.obfuscate(wrapped[0], ["findings"])
         report = self.operator.call("POST", "/v1/trace/certificates/verify",
                                     body={"document": shared.to_json()})

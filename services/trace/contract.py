@@ -246,8 +246,9 @@ class TraceContract(Contract):
         scope = ctx.payload.get("scope", "*")
         if not isinstance(scope, str) or not 0 < len(scope) <= 64:
             ctx.fail("bad_payload", "scope must be a scope code")
-        if not _accredited(ctx.get(f"accreditation/{ctx.sender_org}"), cert_type, scope,
-                           ctx.time):
+        accreditation = _accreditation(ctx.get(f"accreditation/{ctx.sender_org}"),
+                                       cert_type, scope, ctx.time)
+        if accreditation is None:
             ctx.fail("not_accredited", f"{ctx.sender_org} holds no accreditation in force "
                      f"for {cert_type} ({scope})")
         root = payload_str(ctx, "merkle_root", size_max=64)
@@ -272,6 +273,10 @@ class TraceContract(Contract):
         valid_until = payload_int(ctx, "valid_until")
         if valid_until <= valid_from:
             ctx.fail("bad_payload", "valid_until must be after valid_from")
+        if valid_until > accreditation["valid_until"]:
+            ctx.fail("beyond_accreditation", "a certificate may not outlast the "
+                     "accreditation it is issued under (valid_until after "
+                     f"{accreditation['valid_until']})")
         record = {"merkle_root": root, "issuer": ctx.sender_org, "anchored_at": ctx.time,
                   "valid_from": valid_from, "valid_until": valid_until, "revoked_at": None,
                   "revoked_targets": {}, "type": cert_type, "scope": scope,
@@ -451,7 +456,7 @@ class TraceContract(Contract):
             "disposition": event.get("disposition"), "org": org, "time": event_time,
             "location": location, "epcs": sorted(epcis.epcs_of(event))[:100],
             "position": position, "event": event})
-        self._check_rules(ctx, event, event_time)
+        self._check_rules(ctx, event, event_time, org)
 
     def _track_item(self, ctx: TxContext, org: str, epc: str, event: dict[str, Any],
                     biz_step: str | None, country: str | None, event_time: int) -> None:
@@ -477,6 +482,10 @@ class TraceContract(Contract):
                     "clone_suspected": False}
         elif item["state"] in TERMINAL_STATES:
             raise _fail("decommissioned", f"{epc} was decommissioned")
+        elif event_time < item.get("last_time", event_time):
+            # A late-arriving earlier event is history (recorded, provable), not news:
+            # it must not rewind where the item is now (a sold item back in transit).
+            return
         state = STATE_BY_BIZSTEP.get(biz_step or "")
         if state is not None:
             item["state"] = state
@@ -523,6 +532,9 @@ class TraceContract(Contract):
         except identifiers.IdentifierError as exc:
             ctx.fail(exc.code, f"agreement gtins: {exc}")
         deposit = _money(ctx, ctx.payload["deposit"], "deposit")
+        if any(rule["penalty"]["currency"] != deposit["currency"] for rule in checked):
+            ctx.fail("bad_rule", "penalties are paid from the deposit: give them in the "
+                                 "deposit's currency")
         record = {"id": agreement_id, "proposer": ctx.sender_org, "counterparty": counterparty,
                   "responsible": responsible, "epcs": sorted(set(map(str, epcs))),
                   "gtins": sorted(set(map(str, gtins))), "rules": checked,
@@ -573,9 +585,13 @@ class TraceContract(Contract):
                         ids.append(agreement_id)
         return ids
 
-    def _check_rules(self, ctx: TxContext, event: dict[str, Any], event_time: int) -> None:
+    def _check_rules(self, ctx: TxContext, event: dict[str, Any], event_time: int,
+                     org: str) -> None:
         """Rules on every relevant event: temperature ranges, required certificates, and
-        deadlines met (a deadline rule is satisfied by its bizStep in time)."""
+        deadlines met (a deadline rule is satisfied by its bizStep in time, whoever
+        records it). A breach counts only on an event the responsible party captured
+        itself (its own sensors, its own shipping): the other party, who would gain
+        the penalty, cannot cause one with readings of its own."""
         for agreement_id in self._agreements_for(ctx, event):
             record = ctx.get(f"agreement/{agreement_id}")
             if record is None or record["status"] != "active":
@@ -584,7 +600,7 @@ class TraceContract(Contract):
             for index, rule in enumerate(record["rules"]):
                 if rule.get("settled"):
                     continue
-                breach = _breach(ctx, rule, event)
+                breach = _breach(ctx, rule, event) if org == record["responsible"] else None
                 if breach is not None:
                     _penalise(ctx, record, index, rule, breach, event_time)
                     changed = True
@@ -627,20 +643,8 @@ class TraceContract(Contract):
         if item is None:
             ctx.emit("trace.scan.unknown", {"epc": epc, "country": country})
             return
-        reason = None
-        if item["state"] in TERMINAL_STATES:
-            reason = f"scanned in {country} after it was decommissioned"
-        elif item.get("last_scan_country") not in (None, country) and \
-                ctx.time - item.get("last_scan_time", 0) < CLONE_WINDOW_MS:
-            reason = (f"scanned in {item['last_scan_country']} and {country} within "
-                      f"{CLONE_WINDOW_MS // 3_600_000} hours")
-        elif item["state"] == "sold" and item.get("last_country") not in (None, country) \
-                and item.get("scans", 0) > 0 and item.get("sold_scan_country") not in (
-                    None, country):
-            reason = f"sold in {item['last_country']}, scanned in {country} as well"
+        reason = clone_reason(item, country, ctx.time)
         item["scans"] = item.get("scans", 0) + 1
-        if item["state"] == "sold" and item.get("sold_scan_country") is None:
-            item["sold_scan_country"] = country
         item.update(last_scan_country=country, last_scan_time=ctx.time)
         if reason is not None:
             item["clone_suspected"] = True
@@ -649,6 +653,21 @@ class TraceContract(Contract):
         ctx.put(key, item)
         ctx.emit("trace.scan.recorded", {"epc": epc, "country": country,
                                          "scans": item["scans"]})
+
+
+def clone_reason(item: Mapping[str, Any], country: str, at: int) -> str | None:
+    """Why a scan of ``item`` in ``country`` at ``at`` suggests a copy (None: it does
+    not): scanned after it was decommissioned, or in two countries within
+    ``CLONE_WINDOW_MS`` (no parcel crosses that fast; a buyer travelling later with the
+    product is not suspicious). The contract records it; the gateway's verify endpoint
+    answers the scanning consumer with the same judgement at once."""
+    if item["state"] in TERMINAL_STATES:
+        return f"scanned in {country} after it was decommissioned"
+    if item.get("last_scan_country") not in (None, country) and \
+            at - item.get("last_scan_time", 0) < CLONE_WINDOW_MS:
+        return (f"scanned in {item['last_scan_country']} and {country} within "
+                f"{CLONE_WINDOW_MS // 3_600_000} hours")
+    return None
 
 
 def _sgtin(identifier: str) -> identifiers.Sgtin | None:
@@ -739,8 +758,12 @@ def _check_rule(ctx: TxContext, rule: object) -> dict[str, Any]:
         cert_type = rule.get("cert_type")
         if cert_type not in CERT_TYPES:
             ctx.fail("bad_rule", f"cert_type must be one of {sorted(CERT_TYPES)}")
-        return {"type": kind, "cert_type": cert_type,
-                "at_biz_step": rule.get("at_biz_step", "shipping"), "penalty": penalty}
+        at_step = rule.get("at_biz_step", "shipping")
+        if at_step not in epcis.BIZ_STEPS:
+            ctx.fail("bad_rule", "at_biz_step must be a CBV biz_step (a typo would make the "
+                                 "rule never apply)")
+        return {"type": kind, "cert_type": cert_type, "at_biz_step": at_step,
+                "penalty": penalty}
     ctx.fail("bad_rule", "rule type must be temperature_range, deadline or "
              "required_certificate")
 
@@ -799,27 +822,43 @@ def _breach(ctx: TxContext, rule: Mapping[str, Any], event: dict[str, Any]) -> s
     return None
 
 
-def _accredited(record: Mapping[str, Any] | None, cert_type: str, scope: str,
-                at: int) -> bool:
+def _accreditation(record: Mapping[str, Any] | None, cert_type: str, scope: str,
+                   at: int) -> Mapping[str, Any] | None:
+    """The accreditation in force at ``at`` covering ``cert_type`` and ``scope`` (the one
+    lasting longest, if several), or None."""
+    found: Mapping[str, Any] | None = None
     for a in (record or {}).get("accreditations", []):
         in_force = a["valid_from"] <= at < a["valid_until"] and (
             a["revoked_at"] is None or at < a["revoked_at"])
         covers = any(s in ("*", scope) or scope.startswith(s + "/") for s in a["scopes"])
-        if in_force and covers and cert_type in a["types"]:
-            return True
-    return False
+        if in_force and covers and cert_type in a["types"] and (
+                found is None or a["valid_until"] > found["valid_until"]):
+            found = a
+    return found
+
+
+def _accredited(record: Mapping[str, Any] | None, cert_type: str, scope: str,
+                at: int) -> bool:
+    return _accreditation(record, cert_type, scope, at) is not None
+
+
+def certificate_in_force(record: Mapping[str, Any], accreditations: Mapping[str, Any] | None,
+                         at: int) -> bool:
+    """Whether an anchored certificate batch vouches at ``at``: in its validity, with no
+    certificate of it revoked (a batch has one subject, so the chain cannot tell which
+    leaf still vouches), from a body accredited for its type and scope when it issued.
+    The one rule for the contract's checks and the gateway's product pages."""
+    return (record["revoked_at"] is None and not record.get("revoked_targets")
+            and record["valid_from"] <= at < record["valid_until"]
+            and _accredited(accreditations, record["type"], record["scope"],
+                            record["anchored_at"]))
 
 
 def _has_valid_certificate(ctx: TxContext, gtin: str, cert_type: str) -> bool:
-    """A certificate batch of that type, anchored for the product, in validity, not
-    revoked as a whole, from a body accredited for it when it issued."""
     for root in ctx.get(f"cert_subject/product:{gtin}") or []:
         record = ctx.get(f"anchor/{root}")
-        if record is None or record["revoked_at"] is not None or record["type"] != cert_type:
-            continue
-        if record["valid_from"] <= ctx.time < record["valid_until"] and _accredited(
-                ctx.get(f"accreditation/{record['issuer']}"), cert_type, record["scope"],
-                record["anchored_at"]):
+        if record is not None and record["type"] == cert_type and certificate_in_force(
+                record, ctx.get(f"accreditation/{record['issuer']}"), ctx.time):
             return True
     return False
 

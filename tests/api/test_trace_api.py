@@ -12,6 +12,7 @@ from services.runtime.bench_trace import History
 from services.runtime.demo import Demo
 from services.sdk.client import ApiError
 from services.trace import identifiers
+from services.trace.contract import item_key
 from tests.api.conftest import LiveNetwork
 
 pytestmark = pytest.mark.functional
@@ -105,3 +106,24 @@ def test_provenance_of_a_50_step_history_follows_containment_and_new_events(
     hits = [line for line in metrics.splitlines()
             if line.startswith("ecosphere_provenance_cache_hits_total ")]
     assert hits and float(hits[0].split()[1]) >= 1
+
+
+def test_the_scan_that_reveals_a_clone_is_told_at_once(live: LiveNetwork) -> None:
+    """Found in review: the consumer whose scan revealed the copy was told 'genuine'."""
+    history = History(live.url, live.data, out=lambda _: None)
+    history.onboard()
+    history.certify()
+    serial = history._sgtin(f"{history.run_id}clone")
+    history.send(history.maker, "trace.capture", {"events": [history._event(
+        "maker", type="ObjectEvent", epcList=[serial], action="ADD",
+        bizStep="commissioning", disposition="active")]})
+    link = identifiers.to_digital_link(serial)
+    consumer = live.client()
+    first = consumer.call("GET", "/v1/trace/verify", query={"link": link, "country": "DE"})
+    assert first["verdict"] == "genuine" and first["scan_recorded"]
+    key = item_key(link)
+    assert key is not None
+    history._wait(lambda: consumer.call("GET", f"/v1/state/trace/{key}"),
+                  lambda answer: (answer["value"] or {}).get("last_scan_country") == "DE")
+    second = consumer.call("GET", "/v1/trace/verify", query={"link": link, "country": "PL"})
+    assert second["verdict"] == "suspected_clone"

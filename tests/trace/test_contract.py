@@ -447,3 +447,80 @@ def test_the_capture_mode_of_a_relayed_request_is_the_signed_one(s: Scenario) ->
     partial = s.ok(s.operator, "trace.capture", {"request": request("proceed"),
                                                   "error_behaviour": "proceed"})
     assert event_types(partial).count("trace.event.captured") == 1
+
+
+# --- business rules found in review ----------------------------------------------------------
+
+
+def test_penalties_must_be_in_the_deposits_currency(s: Scenario) -> None:
+    assert s.code(s.maker.key, "trace.propose_agreement", {
+        "id": "fx", "counterparty": "rail-carrier", "responsible": "rail-carrier",
+        "epcs": [sgtin("1")], "deposit": {"amount": 50_000, "currency": "EUR"},
+        "rules": [{"type": "deadline", "biz_step": "arriving", "within_ms": 1_000,
+                   "penalty": {"amount": 20_000, "currency": "CNY"}}]}) == "bad_rule"
+
+
+def test_a_mistyped_biz_step_in_a_certificate_rule_is_refused(s: Scenario) -> None:
+    assert s.code(s.maker.key, "trace.propose_agreement", {
+        "id": "typo", "counterparty": "rail-carrier", "responsible": "rail-carrier",
+        "epcs": [sgtin("1")], "deposit": {"amount": 1, "currency": "EUR"},
+        "rules": [{"type": "required_certificate", "cert_type": "ORGANIC",
+                   "at_biz_step": "shiping",
+                   "penalty": {"amount": 1, "currency": "EUR"}}]}) == "bad_rule"
+
+
+def test_a_certificate_may_not_outlast_its_accreditation(s: Scenario) -> None:
+    now = s.chain.next_time
+    assert s.code(s.certifier.key, "trace.anchor_certificate", {
+        "merkle_root": "ab" * 32, "type": "ORGANIC", "scope": "*",
+        "subject": {"kind": "product", "id": GTIN},
+        "valid_from": now, "valid_until": now + 100 * 365 * DAY_MS}) == "beyond_accreditation"
+
+
+def test_revoking_one_certificate_of_a_batch_stops_it_vouching(s: Scenario) -> None:
+    wrapped, _ = s.certify()
+    commission(s, "9201")
+    agree(s, [{"type": "required_certificate", "cert_type": "ORGANIC",
+               "penalty": {"amount": 5_000, "currency": "EUR"}}], gtins=[GTIN])
+    s.ok(s.certifier.key, "trace.revoke_certificate",
+         {"merkle_root": wrapped[0].merkle_root, "target_hash": wrapped[0].target_hash})
+    shipped = s.capture(s.carrier, s.event(s.carrier, [sgtin("9201")], "shipping",
+                                           action="OBSERVE"))
+    assert "trace.penalty.applied" in event_types(shipped)
+
+
+def test_a_late_earlier_event_does_not_rewind_the_item(s: Scenario) -> None:
+    commission(s, "9301")
+    sold_at = s.chain.next_time
+    s.capture(s.retailer, s.event(s.retailer, [sgtin("9301")], "retail_selling",
+                                  action="OBSERVE", disposition="retail_sold", at=sold_at))
+    state = item(s, "9301")["state"]
+    late = s.capture(s.carrier, s.event(s.carrier, [sgtin("9301")], "shipping",
+                                        action="OBSERVE", disposition="in_transit",
+                                        at=sold_at - 60_000))
+    assert "trace.event.captured" in event_types(late)  # recorded as history
+    assert item(s, "9301")["state"] == state  # still sold
+
+
+def test_the_beneficiary_cannot_cause_a_penalty_with_its_own_readings(s: Scenario) -> None:
+    commission(s, "9401")
+    agree(s, [{"type": "temperature_range", "min": "2", "max": "8", "uom": "CEL",
+               "penalty": {"amount": 1_000, "currency": "EUR"}}], epcs=[sgtin("9401")])
+    own = s.capture(s.maker, s.event(s.maker, [sgtin("9401")], "inspecting",
+                                     action="OBSERVE", temperatures=["30"]))
+    assert "trace.penalty.applied" not in event_types(own)
+    carried = s.capture(s.carrier, s.event(s.carrier, [sgtin("9401")], "shipping",
+                                           action="OBSERVE", temperatures=["30"]))
+    assert "trace.penalty.applied" in event_types(carried)
+
+
+def test_a_buyer_travelling_with_the_product_is_no_clone(s: Scenario) -> None:
+    """Found in review: sold and scanned in DE, scanned in FR a month later: flagged."""
+    commission(s, "6101")
+    s.capture(s.retailer, s.event(s.retailer, [sgtin("6101")], "retail_selling",
+                                  action="OBSERVE", disposition="retail_sold"))
+    s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6101"), "country": "DE"})
+    month = s.ok(s.operator, "trace.record_scan", {"epc": sgtin("6101"), "country": "FR"},
+                 time=s.chain.time + 30 * DAY_MS)
+    assert "trace.clone.suspected" not in event_types(month)
+    assert item(s, "6101")["clone_suspected"] is False

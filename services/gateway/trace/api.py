@@ -34,7 +34,7 @@ from services.gateway.trace.views import EPCIS_EVENTS, PENALTIES
 from services.ledger.core.errors import LedgerError
 from services.ledger.core.state import StateView
 from services.trace import documents, identifiers
-from services.trace.contract import item_key
+from services.trace.contract import certificate_in_force, clone_reason, item_key
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -172,18 +172,13 @@ class TraceApi:
             record = view.get(f"trace/anchor/{root}")
             if record is None:
                 continue
-            accreditation = view.get(f"trace/accreditation/{record['issuer']}") or {}
-            in_force = any(
-                a["valid_from"] <= record["anchored_at"] < a["valid_until"]
-                and (a["revoked_at"] is None or record["anchored_at"] < a["revoked_at"])
-                and record["type"] in a["types"]
-                for a in accreditation.get("accreditations", []))
-            valid = (record["revoked_at"] is None and in_force
-                     and record["valid_from"] <= now < record["valid_until"])
+            valid = certificate_in_force(
+                record, view.get(f"trace/accreditation/{record['issuer']}"), now)
             out.append({"merkle_root": root, "type": record["type"],
                         "issuer": record["issuer"], "valid_from": record["valid_from"],
                         "valid_until": record["valid_until"],
-                        "revoked": record["revoked_at"] is not None, "valid": valid})
+                        "revoked": record["revoked_at"] is not None
+                        or bool(record.get("revoked_targets")), "valid": valid})
         return out
 
     # --- endpoints -------------------------------------------------------------------------
@@ -222,7 +217,9 @@ class TraceApi:
             verdict = "unknown_product"
         elif item is None:
             verdict = "unknown_serial"
-        elif item.get("clone_suspected"):
+        elif item.get("clone_suspected") or clone_reason(item, q.country,
+                                                          int(time.time() * 1000)):
+            # the scan being made now can itself reveal the copy: say so to this consumer
             verdict = "suspected_clone"
         elif item["state"] == "decommissioned":
             verdict = "decommissioned"
