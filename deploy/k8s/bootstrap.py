@@ -86,7 +86,9 @@ def assemble_genesis(members: dict[str, Any]) -> Genesis:
                             "validator": "<hex>", "admins": ["<hex>"], "nodes": ["<hex>"]}]}
 
     ``validator``: the organisation's validator node key (power 1); ``admins``: admin
-    keys (admin + member permissions); ``nodes``: non-voting node keys (gateways).
+    keys (admin + member permissions); ``nodes``: non-voting node keys (gateways);
+    ``members``: member keys (the gateways' relay keys, which relay signed EPCIS
+    captures and record consumer scans: one per gateway, its only user).
     """
     orgs, gkeys, validators = [], [], []
     for org in members["organisations"]:
@@ -99,6 +101,8 @@ def assemble_genesis(members: dict[str, Any]) -> Genesis:
                                         org["id"]))
         for node in org.get("nodes", []):
             gkeys.append(GenesisKey(bytes.fromhex(node), org["id"], ("node",)))
+        for member in org.get("members", []):
+            gkeys.append(GenesisKey(bytes.fromhex(member), org["id"], ("member",)))
     genesis_time = members.get("genesis_time") or time.time_ns() // 1_000_000
     return Genesis(chain_id=members["chain_id"], genesis_time=int(genesis_time),
                    params=ChainParams(), organisations=tuple(orgs), keys=tuple(gkeys),
@@ -228,8 +232,11 @@ def local_consortium(out: Path, namespace: str = NAMESPACE,
         members["organisations"].append(org)
     gateway_keys = [keys.load_or_create(offline / "gateway" / f"node-{i}.key")
                     for i in range(GATEWAY_KEY_POOL)]
-    # The platform operator runs the gateways.
+    relay_keys = [keys.load_or_create(offline / "gateway" / f"relay-{i}.key")
+                  for i in range(GATEWAY_KEY_POOL)]
+    # The platform operator runs the gateways (node keys) and their relays (member keys).
     members["organisations"][0]["nodes"] = [k.public.hex() for k in gateway_keys]
+    members["organisations"][0]["members"] = [k.public.hex() for k in relay_keys]
     (offline / "members.json").write_text(json.dumps(members, indent=2) + "\n")
     genesis = assemble_genesis(members)
     (offline / "genesis.json").write_bytes(genesis_bytes(genesis))
@@ -244,8 +251,10 @@ def local_consortium(out: Path, namespace: str = NAMESPACE,
                               {"node.key": keys.to_pem(node_keys[service]).decode()},
                               namespace))
     objects.append(secret(GATEWAY_KEYS_SECRET,
-                          {f"node-{i}.key": keys.to_pem(k).decode()
-                           for i, k in enumerate(gateway_keys)}, namespace))
+                          {**{f"node-{i}.key": keys.to_pem(k).decode()
+                              for i, k in enumerate(gateway_keys)},
+                           **{f"relay-{i}.key": keys.to_pem(k).decode()
+                              for i, k in enumerate(relay_keys)}}, namespace))
     for service in SERVICES:
         objects.append(secret(amqp_secret(service),
                               {"username": amqp_username(service), "password": password()},

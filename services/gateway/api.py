@@ -158,9 +158,9 @@ class GatewayApi:
               {200: m.Status}),
             E("POST", "/v1/transactions", self.post_transactions,
               "Submit signed transactions (one, or a batch)", "transactions",
-              {200: m.TxResults, 202: m.TxResults}, query=m.SubmitQuery,
-              body=(m.SignedTransaction, m.TransactionBatch),
-              errors=(400, 409, 413, 415, 422, 429, 503),
+              {200: (m.TxResult, m.TxResults), 202: (m.TxResult, m.TxResults)},
+              query=m.SubmitQuery, body=(m.SignedTransaction, m.TransactionBatch),
+              errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
               description="A single transaction answers a single TxResult object; a batch "
                           "answers {transactions: [...]}. With wait=commit the answer "
                           "comes after commit, with height, inclusion proof and the "
@@ -190,7 +190,7 @@ class GatewayApi:
               "A state value (or its absence) with a proof against a certified block",
               "explorer", {200: m.StateValue},
               path_params={"key": {"type": "string", "minLength": 1, "maxLength": 512}},
-              errors=(400, 429)),
+              errors=(400, 429, 503)),
             E("GET", "/v1/validators", self.get_validators,
               "Validators and their health as the gateway sees them", "explorer",
               {200: m.ValidatorsResponse}, errors=(429,)),

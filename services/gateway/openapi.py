@@ -34,7 +34,8 @@ class Endpoint:
     handler: Handler
     summary: str
     tag: str
-    responses: dict[int, type[BaseModel] | None]
+    #: per status: a model, several (a oneOf: e.g. one result or a batch), or no body
+    responses: dict[int, type[BaseModel] | tuple[type[BaseModel], ...] | None]
     query: type[BaseModel] | None = None
     body: type[BaseModel] | tuple[type[BaseModel], ...] | None = None
     signed: bool = False
@@ -57,9 +58,10 @@ def _models(endpoints: Sequence[Endpoint]) -> list[type[BaseModel]]:
     seen: dict[str, type[BaseModel]] = {"ProblemDetails": ProblemDetails}
     for e in endpoints:
         bodies = e.body if isinstance(e.body, tuple) else (e.body,) if e.body else ()
-        for m in (*bodies, *e.responses.values()):
-            if m is not None:
-                seen.setdefault(m.__name__, m)
+        answers = [m for r in e.responses.values() if r is not None
+                   for m in (r if isinstance(r, tuple) else (r,))]
+        for m in (*bodies, *answers):
+            seen.setdefault(m.__name__, m)
     return list(seen.values())
 
 
@@ -111,8 +113,12 @@ def openapi_document(endpoints: Sequence[Endpoint], *, title: str, version: str,
             op["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}}}
         for status, model in e.responses.items():
-            content = ({e.content_type: {"schema": {"$ref": REF.format(model=model.__name__)}}}
-                       if model is not None else None)
+            content = None
+            if model is not None:
+                refs = [{"$ref": REF.format(model=m.__name__)}
+                        for m in (model if isinstance(model, tuple) else (model,))]
+                content = {e.content_type: {
+                    "schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}}
             response: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
             if content:
                 response["content"] = content

@@ -42,6 +42,10 @@ class PolicyLimits:
     buckets_max: int = 100_000
     idempotency_ttl_s: float = 24 * 3600
     idempotency_entries_max: int = 100_000
+    #: bytes of remembered answers in all, and the largest answer remembered (a larger
+    #: one is not kept: a retry then runs again, as without the header)
+    idempotency_bytes_max: int = 64 * 1024 * 1024
+    idempotency_answer_bytes_max: int = 1024 * 1024
     signature_max_age_s: int = 300
     cors_origins: tuple[str, ...] = ()
     public_base_url: str | None = None  # set when a proxy terminates TLS in front
@@ -83,6 +87,7 @@ class Policies:
     buckets: TokenBuckets = field(init=False)
     replay: ReplayCache = field(default_factory=ReplayCache)
     _idempotent: OrderedDict[tuple[str, str], _Remembered] = field(default_factory=OrderedDict)
+    _idempotent_bytes: int = 0
 
     def __post_init__(self) -> None:
         self.buckets = TokenBuckets(self.limits.rate_per_s, self.limits.rate_burst,
@@ -122,6 +127,9 @@ class Policies:
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if "Signature" in request.headers or "Signature-Input" in request.headers:
+            # Verification costs a body read and an Ed25519 check: the address pays for
+            # it first, so forged signatures cannot bypass the rate limit.
+            self._limit(f"ip:{request.remote}")
             body = await request.read() if request.can_read_body else None
             try:
                 principal = verify_request(
@@ -144,12 +152,14 @@ class Policies:
 
     @web.middleware
     async def rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        who = request.get(PRINCIPAL) or f"ip:{request.remote}"
+        self._limit(request.get(PRINCIPAL) or f"ip:{request.remote}")
+        return await handler(request)
+
+    def _limit(self, who: str) -> None:
         wait = self.buckets.take(who, time.monotonic())
         if wait > 0:
             raise Problem(429, "rate_limited", f"too many requests from {who}",
                           retry_after_s=max(1, round(wait)))
-        return await handler(request)
 
     # --- idempotency --------------------------------------------------------------------
 
@@ -161,44 +171,77 @@ class Policies:
         if not 0 < len(key) <= 128:
             raise Problem(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 chars")
         who = request.get(PRINCIPAL) or f"ip:{request.remote}"
-        body_hash = hashlib.sha256(await request.read()).digest()
+        # The key names one request: the same key on another path (or with another
+        # query, e.g. ?wait=commit) is another request, not a replay.
+        digest = hashlib.sha256(request.query_string.encode() + b"\0" + await request.read())
+        body_hash = digest.digest()
         now = time.monotonic()
         self._expire(now)
-        slot = (who, key)
+        slot = (who, f"{request.method} {request.path} {key}")
         known = self._idempotent.get(slot)
         if known is not None:
             if known.body_hash != body_hash:
                 raise Problem(422, "idempotency_key_reused",
-                              "this Idempotency-Key was used with another body")
+                              "this Idempotency-Key was used with another body or query")
             if known.status is None:
                 raise Problem(409, "idempotency_in_progress",
                               "the first request with this key is still running")
             return web.Response(status=known.status, body=known.body,
                                 content_type=known.content_type,
                                 headers={"Idempotent-Replayed": "true"})
+        self._make_room()
         remembered = _Remembered(body_hash, now + self.limits.idempotency_ttl_s)
         self._idempotent[slot] = remembered
-        while len(self._idempotent) > self.limits.idempotency_entries_max:
-            self._idempotent.popitem(last=False)
         try:
             response = await handler(request)
         except BaseException:
-            self._idempotent.pop(slot, None)  # failed before answering: may be retried
+            if self._idempotent.get(slot) is remembered:
+                del self._idempotent[slot]  # failed before answering: may be retried
             raise
-        if isinstance(response, web.Response) and response.body is not None:
+        body = response.body if isinstance(response, web.Response) else None
+        if isinstance(body, bytes) and len(body) <= self.limits.idempotency_answer_bytes_max \
+                and self._idempotent.get(slot) is remembered:
             remembered.status = response.status
-            remembered.body = bytes(response.body)  # type: ignore[arg-type]
+            remembered.body = body
             remembered.content_type = response.content_type
-        else:
-            self._idempotent.pop(slot, None)
+            self._idempotent_bytes += len(body)
+            self._make_room()
+        elif self._idempotent.get(slot) is remembered:
+            del self._idempotent[slot]
         return response
 
-    def _expire(self, now: float) -> None:
-        while self._idempotent:
-            slot, first = next(iter(self._idempotent.items()))
-            if first.expires > now:
+    def _make_room(self) -> None:
+        """Forget the oldest *answered* entries until within the count and byte bounds;
+        a request still running is never forgotten (its repeat would run twice), so a
+        table full of running requests refuses new keys."""
+        if not self._over():
+            return
+        for slot in [s for s, r in self._idempotent.items() if r.status is not None]:
+            self._forget(slot)
+            if not self._over():
                 return
-            del self._idempotent[slot]
+        if len(self._idempotent) >= self.limits.idempotency_entries_max:
+            raise Problem(503, "idempotency_busy", "too many requests with an "
+                          "Idempotency-Key are running", retry_after_s=1)
+
+    def _over(self) -> bool:
+        return (len(self._idempotent) >= self.limits.idempotency_entries_max
+                or self._idempotent_bytes > self.limits.idempotency_bytes_max)
+
+    def _forget(self, slot: tuple[str, str]) -> None:
+        gone = self._idempotent.pop(slot, None)
+        if gone is not None:
+            self._idempotent_bytes -= len(gone.body)
+
+    def _expire(self, now: float) -> None:
+        expired = []
+        for slot, remembered in self._idempotent.items():  # oldest first = expiry order
+            if remembered.expires > now:
+                break
+            if remembered.status is not None:
+                expired.append(slot)
+        for slot in expired:
+            self._forget(slot)
 
 
 def principal_of(request: web.Request) -> str:

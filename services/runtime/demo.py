@@ -120,10 +120,13 @@ class Demo:
             self.send(self.operator, "consortium.register_organisation",
                       {"id": org, "name": org, "roles": roles[who],
                        "admin_key": key.public.raw.hex()})
+            self.send(self.operator, "trace.assign_prefix", {"org": org,
+                                                             "prefix": self.cp[who]})
         self.step("the operator onboarded a certification body, a Chinese manufacturer, a "
-                  "rail carrier and an EU retailer",
+                  "rail carrier and an EU retailer, each with its GS1 company prefix",
                   "4 organisations registered by signed transactions, each receipt's "
-                  "inclusion proof and commit certificate checked against the genesis")
+                  "inclusion proof and commit certificate checked against the genesis; "
+                  "only a prefix's licensee can register products and locations under it")
         self.send(self.operator, "trace.accredit",
                   {"org": self.orgs["cert"], "types": ["ORGANIC", "CE"],
                    "valid_until": int(time.time() * 1000) + 365 * DAY_MS})

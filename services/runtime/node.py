@@ -202,6 +202,10 @@ class ServiceNode:
         else:
             g = s.gateway
             policies = Policies(PolicyLimits(rate_per_s=g.rate_per_s, rate_burst=g.rate_burst,
+                                             buckets_max=g.rate_buckets_max,
+                                             idempotency_ttl_s=g.idempotency_ttl_s,
+                                             idempotency_entries_max=g.idempotency_entries_max,
+                                             idempotency_bytes_max=g.idempotency_bytes_max,
                                              cors_origins=tuple(g.cors_origins),
                                              public_base_url=g.public_base_url),
                                 resolve_key=self.resolve_key)

@@ -13,8 +13,10 @@ import argparse
 import json
 import os
 import sys
+import urllib.error
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.node import keys
@@ -111,7 +113,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             _print({"key": args.arg, "value": client.state(args.arg, verify=True),
                     "verified": True})
         else:
-            _print(client.call("GET", f"/v1/state/{args.arg}"))
+            _print(client.call("GET", f"/v1/state/{quote(args.arg, safe='/')}"))
     elif what == "key":
         _print(client.key_info(args.arg))
     elif what == "me":
@@ -216,4 +218,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except proofs.ProofError as exc:
         print(json.dumps({"error": exc.code, "detail": str(exc)}), file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:  # gateway unreachable
+        reason = getattr(exc, "reason", None) or exc
+        print(json.dumps({"error": "gateway_unreachable", "detail": str(reason)}),
+              file=sys.stderr)
         return 1

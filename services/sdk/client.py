@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -71,6 +72,7 @@ class _Base:
         self.genesis = genesis
         self.timeout_s = timeout_s
         self._nonce: int | None = None
+        self._nonce_lock = threading.Lock()
         self.trust = None if genesis is None else proofs.ValidatorTrust(genesis)
 
     @property
@@ -172,14 +174,17 @@ class Client(_Base):
     # --- transactions --------------------------------------------------------------------
 
     def next_nonce(self) -> int:
-        if self._nonce is None:
-            self._nonce = int(self.key_info()["next_usable_nonce"])
-        nonce = self._nonce
-        self._nonce += 1
-        return nonce
+        """The next nonce for this key (one client object may be shared by threads)."""
+        with self._nonce_lock:
+            if self._nonce is None:
+                self._nonce = int(self.key_info()["next_usable_nonce"])
+            nonce = self._nonce
+            self._nonce += 1
+            return nonce
 
     def resync_nonce(self) -> None:
-        self._nonce = None
+        with self._nonce_lock:
+            self._nonce = None
 
     def tx(self, kind: str, payload: Mapping[str, Any],
            nonce: int | None = None) -> Transaction:
@@ -194,17 +199,26 @@ class Client(_Base):
             return dict(self.call("POST", "/v1/transactions", body=tx.to_wire(),
                                   query={"wait": "commit" if wait else None},
                                   headers=headers))
-        except ApiError as exc:
-            if exc.code in ("bad_nonce", "nonce_taken"):
-                self.resync_nonce()
+        except ApiError:
+            # Refused (whatever the reason) or unknown: the nonce was not used, or may
+            # not have been; ask the chain again rather than leave a gap that every
+            # later transaction of this key would wait behind.
+            self.resync_nonce()
             raise
 
     def submit_batch(self, txs: Sequence[Transaction], *,
                      wait: bool = True) -> list[dict[str, Any]]:
         body = {"transactions": [t.to_wire() for t in txs]}
-        answer = self.call("POST", "/v1/transactions", body=body,
-                           query={"wait": "commit" if wait else None})
-        return list(answer["transactions"])
+        try:
+            answer = self.call("POST", "/v1/transactions", body=body,
+                               query={"wait": "commit" if wait else None})
+        except ApiError:
+            self.resync_nonce()
+            raise
+        results = list(answer["transactions"])
+        if any(r.get("status") == "rejected" for r in results):
+            self.resync_nonce()  # a refused item leaves its nonce unused
+        return results
 
     def send(self, kind: str, payload: Mapping[str, Any], *,
              wait: bool = True, verify: bool = False) -> dict[str, Any]:

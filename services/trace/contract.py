@@ -8,6 +8,11 @@ State (namespace ``trace``)::
     product/<gtin>           {gtin, name, brand_owner, company_prefix_length, category,
                               hs_code, registered}
     location/<gln>           {gln, org, name, country, registered}
+    prefix/<digits>          {prefix, org, assigned_at, by}: a GS1 company prefix licensed
+                             to an organisation; products (GTIN) and locations (GLN) are
+                             registered only by the licensee of their prefix. Prefixes
+                             never nest (one owner for any key)
+    prefixes/<first 6>       [assigned prefixes starting with these digits] (index)
     anchor/<root>            an anchored batch of certificates, documents.AnchorRecord's
                              shape {merkle_root, issuer, anchored_at, valid_from,
                              valid_until, revoked_at (whole batch), revoked_targets
@@ -65,6 +70,9 @@ from services.trace import documents, epcis, eventhash, identifiers
 NAME = "trace"
 EVENT_FUTURE_MS = 5 * 60_000  # an event time this far past block time is clock skew
 EVENTS_PER_CAPTURE_MAX = 500
+PREFIX_DIGITS_MIN = 6  # GS1 company prefixes in use for GTIN-13/14 and GLN: 6..12 digits
+PREFIX_DIGITS_MAX = 12
+PREFIXES_PER_INDEX_MAX = 1_000  # prefixes sharing their first six digits
 #: a relayed capture body is parsed only if it nests at most this deep (a parser's
 #: recursion limit depends on the replica's stack: it must never be what decides)
 CAPTURE_NESTING_MAX = 64
@@ -77,6 +85,9 @@ CAPTURE_ROLES = ("manufacturer", "supplier", "carrier", "warehouse", "retailer",
                  "marketplace", "customs_cn", "customs_eu", "certifier")
 ACCREDITOR_ROLES = ("accreditor", "platform")
 SCANNER_ROLES = ("platform", "observer")
+#: who licenses GS1 company prefixes to members (the platform, as the GS1 member
+#: organisation's registry would): a GTIN or GLN can only be registered by its licensee
+PREFIX_AUTHORITY_ROLES = ("platform",)
 CURRENCIES = frozenset({"EUR", "CNY", "USD", "GBP", "PLN", "CZK", "HUF"})
 
 # Item states along the supply chain (CBV bizSteps move items between them).
@@ -112,6 +123,7 @@ class TraceContract(Contract):
     actions: Mapping[str, frozenset[str] | None] = {
         "accredit": frozenset({"org", "types", "valid_until"}),
         "revoke_accreditation": frozenset({"org", "id"}),
+        "assign_prefix": frozenset({"org", "prefix"}),
         "register_product": frozenset({"gtin", "name", "company_prefix_length"}),
         "register_location": frozenset({"gln", "name", "country"}),
         "anchor_certificate": frozenset({"merkle_root", "type", "subject", "valid_from",
@@ -196,6 +208,49 @@ class TraceContract(Contract):
 
     # --- master data --------------------------------------------------------------------
 
+    def _assign_prefix(self, ctx: TxContext) -> None:
+        """License a GS1 company prefix to an organisation (without it, anyone could
+        register a brand's GTIN first and commission "genuine" serials of it)."""
+        ctx.require_org_role(*PREFIX_AUTHORITY_ROLES)
+        ctx.require_admin()
+        org_id = payload_str(ctx, "org", size_max=64)
+        if ctx.read(f"consortium/org/{org_id}") is None:
+            ctx.fail("not_found", f"organisation {org_id!r} does not exist")
+        prefix = payload_str(ctx, "prefix", size_max=32)
+        if not (prefix.isascii() and prefix.isdigit()
+                and PREFIX_DIGITS_MIN <= len(prefix) <= PREFIX_DIGITS_MAX):
+            ctx.fail("bad_prefix", f"a GS1 company prefix is {PREFIX_DIGITS_MIN}.."
+                                   f"{PREFIX_DIGITS_MAX} digits")
+        index_key = f"prefixes/{prefix[:PREFIX_DIGITS_MIN]}"
+        index: list[str] = ctx.get(index_key) or []
+        for other in index:
+            if other.startswith(prefix) or prefix.startswith(other):
+                owner = (ctx.get(f"prefix/{other}") or {}).get("org")
+                if other == prefix and owner == org_id:
+                    ctx.fail("conflict", f"{prefix} is already {org_id}'s")
+                ctx.fail("conflict", f"{prefix} overlaps {other}, licensed to {owner}")
+        if len(index) >= PREFIXES_PER_INDEX_MAX:
+            ctx.fail("bad_prefix", "too many prefixes under these first digits")
+        record = {"prefix": prefix, "org": org_id, "assigned_at": ctx.time,
+                  "by": ctx.sender_org}
+        ctx.put(f"prefix/{prefix}", record)
+        ctx.put(index_key, sorted([*index, prefix]))
+        ctx.emit("trace.prefix.assigned", record)
+
+    def _require_prefix(self, ctx: TxContext, digits: str, what: str) -> int:
+        """The length of the sender's company prefix that ``digits`` start with; fails if
+        that prefix is unassigned or licensed to another organisation."""
+        for length in range(PREFIX_DIGITS_MIN, min(PREFIX_DIGITS_MAX, len(digits)) + 1):
+            record = ctx.get(f"prefix/{digits[:length]}")
+            if record is None:
+                continue
+            if record["org"] != ctx.sender_org:
+                ctx.fail("prefix_not_yours", f"{what} falls under GS1 company prefix "
+                         f"{record['prefix']}, licensed to {record['org']}")
+            return length
+        ctx.fail("unassigned_prefix", f"{what}: no GS1 company prefix of it is licensed to "
+                 f"{ctx.sender_org} (the platform assigns them: trace.assign_prefix)")
+
     def _register_product(self, ctx: TxContext) -> None:
         ctx.require_org_role(*BRAND_ROLES)
         try:
@@ -205,6 +260,10 @@ class TraceContract(Contract):
         if ctx.has(f"product/{gtin}"):
             ctx.fail("conflict", f"product {gtin} is already registered")
         cpl = payload_int(ctx, "company_prefix_length", lo=6, hi=12)
+        licensed = self._require_prefix(ctx, gtin[1:], f"GTIN {gtin}")
+        if licensed != cpl:
+            ctx.fail("bad_payload", f"company_prefix_length is {cpl}, but the licensed "
+                                    f"prefix of {gtin} has {licensed} digits")
         name = payload_str(ctx, "name", size_max=256)
         extra = {k: ctx.payload[k] for k in ("category", "hs_code", "origin_country",
                                                "description") if k in ctx.payload}
@@ -226,6 +285,7 @@ class TraceContract(Contract):
             ctx.fail("bad_gln", f"{gln!r} is not a GLN (13 digits with a check digit)")
         if ctx.has(f"location/{gln}"):
             ctx.fail("conflict", f"location {gln} is already registered")
+        self._require_prefix(ctx, gln, f"GLN {gln}")
         country = payload_str(ctx, "country", size_max=2)
         if len(country) != 2 or not country.isalpha() or not country.isupper():
             ctx.fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code")

@@ -155,6 +155,8 @@ def set_up_chain(live: LiveNetwork) -> Chain:
             "id": party.id, "name": party.id, "roles": roles,
             "admin_key": party.key.public.raw.hex()})
         assert result["status"] == "committed", result
+        result = operator.send("trace.assign_prefix", {"org": party.id, "prefix": party.cp})
+        assert result["status"] == "committed", result
     for party, country in ((maker, "CN"), (carrier, "PL")):
         result = live.client(party.key).send("trace.register_location", {
             "gln": gln(party.cp), "name": party.id, "country": country})

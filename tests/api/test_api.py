@@ -16,7 +16,7 @@ import pytest
 from services.ledger.core.transactions import sign_transaction
 from services.sdk import proofs
 from services.sdk.client import ApiError, Client
-from tests.api.conftest import LiveNetwork
+from tests.api.conftest import LiveNetwork, bench_client_key
 
 pytestmark = pytest.mark.functional
 
@@ -286,3 +286,42 @@ def test_a_batch_beyond_the_waiter_limit_leaves_no_waiter_behind() -> None:
 
     waiters = asyncio.run(run())
     assert waiters.count == 0 and not waiters._waiting
+
+
+def test_a_refused_transaction_leaves_no_nonce_gap(live: LiveNetwork) -> None:
+    """Found in review: after a refusal other than a nonce error the SDK kept counting,
+    and every later transaction of the key waited behind the unused nonce for ever."""
+    client = live.client(bench_client_key(11))
+    d = digest("anchored once")
+    assert client.send("notary.anchor", {"digest": d})["status"] == "committed"
+    with pytest.raises(ApiError) as again:
+        client.send("notary.anchor", {"digest": d})
+    assert again.value.status in (409, 422)
+    assert client.send("notary.anchor", {"digest": digest("next one")})["status"] == \
+        "committed"
+
+
+def test_one_client_shared_by_threads_hands_out_distinct_nonces() -> None:
+    import threading
+
+    from services.sdk.client import Client
+
+    client = Client("http://gateway.invalid")
+    barrier = threading.Barrier(8)
+
+    def key_info(key_id: str | None = None) -> dict[str, Any]:
+        return {"next_usable_nonce": 5}
+
+    client.key_info = key_info  # type: ignore[method-assign]
+    got: list[int] = []
+
+    def take() -> None:
+        barrier.wait()
+        got.append(client.next_nonce())
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(got) == list(range(5, 13))

@@ -54,3 +54,16 @@ def test_client_cli(live: LiveNetwork, tmp_path: Path,
                  json.dumps({"digest": d})]) == 1
     err = capsys.readouterr().err
     assert "unknown_sender" in err or "key_not_found" in err
+
+
+def test_an_unreachable_gateway_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["client", "--gateway", "http://127.0.0.1:1", "get", "status"]) == 1
+    assert json.loads(capsys.readouterr().err)["error"] == "gateway_unreachable"
+
+
+def test_get_state_asks_for_exactly_the_key_given(live: LiveNetwork,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Found in review: '?' and '#' in a key cut it short and answered another key."""
+    code, answer = run(capsys, "client", "--gateway", live.url, "get", "state",
+                       "notary/anchor/x?y#z")
+    assert code == 0 and isinstance(answer, dict) and answer["key"] == "notary/anchor/x?y#z"

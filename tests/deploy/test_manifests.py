@@ -287,8 +287,13 @@ def test_bootstrap_genesis_matches_the_manifests(
     assert hpa["spec"]["maxReplicas"] <= bootstrap.GATEWAY_KEY_POOL
     pool = next(o for o in bootstrap_objects
                 if o["metadata"]["name"] == bootstrap.GATEWAY_KEYS_SECRET)
-    assert sorted(pool["stringData"]) == [f"node-{i}.key"
-                                          for i in range(bootstrap.GATEWAY_KEY_POOL)]
+    assert sorted(pool["stringData"]) == sorted(
+        [f"node-{i}.key" for i in range(bootstrap.GATEWAY_KEY_POOL)]
+        + [f"relay-{i}.key" for i in range(bootstrap.GATEWAY_KEY_POOL)])
+    # each gateway's relay key is an operator member key of the genesis
+    relay_keys = [k for k in genesis.keys if k.permissions == ("member",)]
+    assert len(relay_keys) == bootstrap.GATEWAY_KEY_POOL
+    assert {k.org for k in relay_keys} == {genesis.organisations[0].id}
 
 
 def test_bootstrap_refuses_to_write_into_the_repository(bootstrap: ModuleType) -> None:

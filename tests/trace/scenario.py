@@ -142,6 +142,8 @@ def build() -> Scenario:
     countries = {"cert-body": "DE", "shenzhen-maker": "CN", "rail-carrier": "PL",
                  "eu-retail": "DE"}
     for org in orgs:
+        s.ok(operator, "trace.assign_prefix", {"org": org.id, "prefix": org.cp})
+    for org in orgs:
         s.ok(org.key, "trace.register_location", {"gln": org.gln, "name": org.id,
                                                    "country": countries[org.id]})
     s.ok(operator, "trace.accredit", {"org": "cert-body", "types": ["ORGANIC", "CE"],

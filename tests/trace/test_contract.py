@@ -9,7 +9,7 @@ import pytest
 
 from services.ledger.core.execution import BlockExecution
 from services.sdk import httpsig
-from services.trace import documents
+from services.trace import documents, identifiers
 from services.trace.contract import item_key
 from tests.ledger.core.conftest import event_types, rejected_codes
 from tests.trace.scenario import DAY_MS, GTIN, Scenario, build, gln, sgtin
@@ -289,6 +289,7 @@ def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
         return result
 
     s.chain.block = recording  # type: ignore[method-assign,assignment]
+    s.ok(s.operator, "trace.assign_prefix", {"org": "eu-retail", "prefix": "4098766"})
     s.ok(s.operator, "trace.accredit", {"org": "cert-body", "types": ["CE"],
                                         "valid_until": s.chain.next_time + DAY_MS})
     s.ok(s.maker.key, "trace.register_product", {"gtin": "06901234000023", "name": "Tea 2",
@@ -524,3 +525,36 @@ def test_a_buyer_travelling_with_the_product_is_no_clone(s: Scenario) -> None:
                  time=s.chain.time + 30 * DAY_MS)
     assert "trace.clone.suspected" not in event_types(month)
     assert item(s, "6101")["clone_suspected"] is False
+
+
+def test_only_a_prefix_licensee_registers_products_and_locations(s: Scenario) -> None:
+    """Found in review: the retailer registered a GTIN (and a GLN) under the maker's GS1
+    company prefix, became its brand owner and could commission "genuine" serials."""
+    squatted = "06901234000030"  # under the maker's prefix 6901234
+    assert s.code(s.retailer.key, "trace.register_product", {
+        "gtin": squatted, "name": "fake tea", "company_prefix_length": 7}) == \
+        "prefix_not_yours"
+    assert s.code(s.retailer.key, "trace.register_location", {
+        "gln": gln("6901234", "00009"), "name": "fake site", "country": "CN"}) == \
+        "prefix_not_yours"
+    unlicensed = "0501234500001" + identifiers.check_digit("0501234500001")
+    assert s.code(s.retailer.key, "trace.register_product", {
+        "gtin": unlicensed, "name": "no licence", "company_prefix_length": 7}) == \
+        "unassigned_prefix"
+    assert s.code(s.maker.key, "trace.register_product", {
+        "gtin": squatted, "name": "tea", "company_prefix_length": 8}) == "bad_payload"
+    s.ok(s.maker.key, "trace.register_product", {"gtin": squatted, "name": "tea",
+                                                  "company_prefix_length": 7})
+
+
+def test_prefixes_are_licensed_by_the_platform_and_never_nest(s: Scenario) -> None:
+    assert s.code(s.maker.key, "trace.assign_prefix",
+                  {"org": "shenzhen-maker", "prefix": "6911111"}) == "forbidden"
+    for prefix in ("69012345", "690123", "6901234"):  # inside, around, equal to the maker's
+        assert s.code(s.operator, "trace.assign_prefix",
+                      {"org": "eu-retail", "prefix": prefix}) == "conflict", prefix
+    for bad in ("12345", "1234567890123", "69O1234"):
+        assert s.code(s.operator, "trace.assign_prefix",
+                      {"org": "eu-retail", "prefix": bad}) == "bad_prefix", bad
+    assert s.code(s.operator, "trace.assign_prefix",
+                  {"org": "nobody", "prefix": "7000001"}) == "not_found"

@@ -48,6 +48,16 @@ class ProductRegistered(EventData):
     digital_link: str
 
 
+class PrefixAssigned(EventData):
+    """The platform licensed a GS1 company prefix to an organisation: only it registers
+    products (GTIN) and locations (GLN) under it."""
+
+    prefix: str = Field(pattern=r"^[0-9]{6,12}$")
+    org: OrgId
+    assigned_at: BlockTimeMs
+    by: OrgId
+
+
 class LocationRegistered(EventData):
     gln: str = Field(pattern=r"^[0-9]{13}$")
     org: OrgId
@@ -150,6 +160,7 @@ class CloneSuspected(EventData):
 
 register("trace.accreditation.granted", AccreditationGranted, subject="org")
 register("trace.accreditation.withdrawn", AccreditationWithdrawn, subject="org")
+register("trace.prefix.assigned", PrefixAssigned, subject="prefix")
 register("trace.product.registered", ProductRegistered, subject="gtin")
 register("trace.location.registered", LocationRegistered, subject="gln")
 register("trace.certificate.issued", CertificateIssued, subject="merkle_root")

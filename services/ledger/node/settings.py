@@ -73,6 +73,10 @@ class GatewayOptions(_Strict):
     rate_per_s: float = Field(2_000.0, gt=0)  # per key (signed) or per client address
     rate_burst: float = Field(4_000.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    rate_buckets_max: int = Field(100_000, ge=1)  # callers tracked by the rate limiter
+    idempotency_ttl_s: float = Field(24 * 3600, gt=0)
+    idempotency_entries_max: int = Field(100_000, ge=1)
+    idempotency_bytes_max: int = Field(64 * 1024 * 1024, ge=1024)  # answers remembered
     #: ``https://host[:port]`` clients reach the gateway at, behind a proxy or ingress:
     #: RFC 9421 signatures are checked against it (unset: the request's own Host).
     public_base_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+$")
