@@ -131,8 +131,10 @@ async def _up_embedded(args: argparse.Namespace, data: object, stop: object) -> 
     from services.runtime.embedded import EmbeddedNetwork
 
     assert isinstance(stop, asyncio.Event)
-    print("ecosphere: embedded mode: no AMQP URL configured and no broker answers, so all "
-          "five services run in this process over the in-memory transport", flush=True)
+    why = ("as asked (--embedded)" if getattr(args, "embedded", False)
+           else "no AMQP URL configured and no broker answers")
+    print(f"ecosphere: embedded mode: {why}, so all five services run in this process "
+          "over the in-memory transport", flush=True)
     network = EmbeddedNetwork(data, port=args.port)  # type: ignore[arg-type]
     stats = {"height": 0, "txs": 0}
 
@@ -284,7 +286,12 @@ def _cmd_genesis(args: argparse.Namespace) -> int:
 
     data = DataDir(Path(args.data))
     existed = data.genesis_path.exists()
-    genesis = ensure_genesis(data, chain_id=args.chain_id)
+    genesis = ensure_genesis(data, **({"chain_id": args.chain_id} if args.chain_id else {}))
+    if existed and args.chain_id and genesis.chain_id != args.chain_id:
+        print(f"ecosphere: {data.genesis_path} already holds chain {genesis.chain_id!r}; "
+              f"a genesis is never replaced (use another --data for {args.chain_id!r})",
+              file=sys.stderr)
+        return 2
     print(json.dumps({"chain_id": genesis.chain_id, "genesis_hash": genesis.hash.hex(),
                       "file": str(data.genesis_path), "created": not existed,
                       "validators": [v.key_id for v in genesis.validators.validators]}))
@@ -334,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="deterministic simulation under faults")
     sim.add_argument("--seeds", type=int, default=100, help="number of seeds to run")
     sim.add_argument("--first-seed", type=int, default=0)
-    sim.add_argument("--seed", type=int, help="replay one seed and print its trace")
+    sim.add_argument("--seed", type=int,
+                     help="replay one seed exactly (prints its trace if it fails)")
     sim.add_argument("--replicas", type=int, default=4)
     sim.add_argument("--byzantine", type=int, default=1)
     sim.add_argument("--chaos-ms", type=int, default=20_000,
@@ -382,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("genesis", help="create the consortium's keys and genesis")
     gen.add_argument("--data", default="data")
-    gen.add_argument("--chain-id", default="ecosphere-local")
+    gen.add_argument("--chain-id", help="for a new genesis (default ecosphere-local)")
     gen.set_defaults(func=_cmd_genesis)
 
     from services.sdk import cli as client_cli

@@ -50,9 +50,9 @@ class Problem(Exception):
         self.detail = detail
         self.extra = extra
 
-    def response(self, instance: str) -> web.Response:
+    def response(self, instance: str, *, type_uri: str | None = None) -> web.Response:
         body: dict[str, Any] = {
-            "type": f"/problems/{self.code}",
+            "type": type_uri or f"/problems/{self.code}",
             "title": TITLES.get(self.status, "Error"),
             "status": self.status,
             "detail": self.detail,

@@ -54,6 +54,12 @@ def _print(value: Any) -> None:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     directory = _keys_dir(args)
+    if args.keys_action in ("create", "import") and not args.name:
+        print(f"client: keys {args.keys_action} needs --name", file=sys.stderr)
+        return 2
+    if args.keys_action == "import" and not args.file:
+        print("client: keys import needs --file", file=sys.stderr)
+        return 2
     if args.keys_action == "create":
         path = directory / f"{args.name}.key"
         if path.exists():
@@ -88,6 +94,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         _print(tx.to_wire())
         return 0
     result = client.submit(tx, wait=not args.no_wait)
+    result.setdefault("transaction", tx.to_wire())  # so the receipt verifies offline later
     if args.verify and result.get("status") == "committed":
         proofs.verify_transaction(result, client.trusted_for(result), tx,
                                   expected_hash=tx.hash.hex(), chain_id=genesis_chain(client))
@@ -102,7 +109,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     if what == "status":
         _print(client.status())
     elif what == "block":
-        _print(client.block(args.arg or "latest"))
+        answer = client.block(args.arg or "latest")
+        if args.verify:
+            header = answer["block"]["header"]
+            proofs.verify_certified_header(header, answer["certificate"],
+                                           client.trusted_for({"header": header}),
+                                           chain_id=genesis_chain(client))
+            answer["verified"] = True
+        _print(answer)
     elif what == "tx":
         result = client.transaction(args.arg, verify=args.verify)
         if args.verify:
@@ -125,7 +139,12 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check a saved answer (receipt, transaction or state value) against a genesis."""
-    genesis = proofs.load_genesis_file(args.genesis_file)
+    genesis_file = args.genesis_file or args.genesis
+    if not genesis_file:
+        print("client: verify needs a genesis (--genesis-file, or client --genesis)",
+              file=sys.stderr)
+        return 2
+    genesis = proofs.load_genesis_file(genesis_file)
     answer = json.loads(Path(args.file).read_text())
     trusted = genesis.validators
     if proofs.signing_set(answer) != trusted.hash:
@@ -173,7 +192,7 @@ def add_parser(sub: Any) -> None:
 
     k = csub.add_parser("keys", help="key management")
     k.add_argument("keys_action", choices=["create", "import", "list"])
-    k.add_argument("--name")
+    k.add_argument("--name", help="create and import: the key's name (required)")
     k.add_argument("--file", help="import: the key file")
     k.set_defaults(func=cmd_keys)
 
@@ -199,7 +218,8 @@ def add_parser(sub: Any) -> None:
 
     v = csub.add_parser("verify", help="check a saved answer offline")
     v.add_argument("file")
-    v.add_argument("--genesis-file", required=True)
+    v.add_argument("--genesis-file", help="the genesis to check against (default: the "
+                                          "client's --genesis)")
     v.set_defaults(func=cmd_verify)
 
     e = csub.add_parser("subscribe", help="follow partner events from a height")

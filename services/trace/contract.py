@@ -19,6 +19,7 @@ State (namespace ``trace``)::
                              {target hash: ms}} plus type, scope, subject
     cert_subject/<subject>   [certificate roots] bound to a product GTIN, lot or org
     event/<hash>             {hash, height, tx, index, type, biz_step, time, org}
+    eventid/<sha256(eventID)> the event hash recorded under that EPCIS eventID (unique)
     item/<epc>               {epc, state, brand_owner, last_location, last_country,
                               last_time, biz_step, disposition, parent, scans,
                               last_scan_country, last_scan_time, clone_suspected}
@@ -49,6 +50,7 @@ This module never does I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
@@ -493,6 +495,15 @@ class TraceContract(Contract):
         hash_key = f"event/{ehash.split(';')[1].split('?')[0]}"
         if ctx.has(hash_key):
             raise _fail("duplicate_event", f"event already recorded ({ehash})")
+        event_id = event.get("eventID")
+        if isinstance(event_id, str):
+            # EPCIS 2.0: an eventID is unique across the repository (another event
+            # under a known ID would hide behind it in GET /events/{eventID})
+            id_key = f"eventid/{hashlib.sha256(event_id.encode()).hexdigest()}"
+            if ctx.has(id_key):
+                raise _fail("duplicate_event_id", f"eventID {event_id[:120]} names "
+                                                  "another recorded event")
+            ctx.put(id_key, ehash)
         location = epcis.biz_location(event) or epcis.read_point(event)
         country = None
         if location is not None:

@@ -67,3 +67,26 @@ def test_get_state_asks_for_exactly_the_key_given(live: LiveNetwork,
     code, answer = run(capsys, "client", "--gateway", live.url, "get", "state",
                        "notary/anchor/x?y#z")
     assert code == 0 and isinstance(answer, dict) and answer["key"] == "notary/anchor/x?y#z"
+
+
+def test_cli_details_found_in_review(live: LiveNetwork, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    keys_dir = str(tmp_path / "keys")
+    genesis = str(live.data.genesis_path)
+    base = ["client", "--gateway", live.url, "--keys-dir", keys_dir, "--genesis", genesis]
+    # keys need a name
+    assert main([*base, "keys", "create"]) == 2
+    assert "needs --name" in capsys.readouterr().err
+    # get block --verify checks the certificate against the pinned genesis
+    code, block = run(capsys, *base, "get", "block", "1", "--verify")
+    assert code == 0 and isinstance(block, dict) and block["verified"] is True
+    # a receipt printed by send verifies offline, with the client's --genesis
+    keys.save(live.demo_key, Path(keys_dir) / "demo.key")
+    code, receipt = run(capsys, *base, "send", "--key", "demo", "--kind", "notary.anchor",
+                        "--payload", json.dumps({"digest": hashlib.sha256(
+                            b"receipt offline").hexdigest()}))
+    assert code == 0 and isinstance(receipt, dict) and "transaction" in receipt
+    saved = tmp_path / "receipt.json"
+    saved.write_text(json.dumps(receipt))
+    code, verified = run(capsys, "client", "--genesis", genesis, "verify", str(saved))
+    assert code == 0 and isinstance(verified, dict) and verified["verified"] is True

@@ -558,3 +558,12 @@ def test_prefixes_are_licensed_by_the_platform_and_never_nest(s: Scenario) -> No
                       {"org": "eu-retail", "prefix": bad}) == "bad_prefix", bad
     assert s.code(s.operator, "trace.assign_prefix",
                   {"org": "nobody", "prefix": "7000001"}) == "not_found"
+
+
+def test_an_event_id_names_one_event(s: Scenario) -> None:
+    """EPCIS 2.0: eventIDs are unique in a repository (found in review: a second,
+    different event under a known ID was recorded and hidden behind the first)."""
+    first = {**s.event(s.maker, [sgtin("9501")], "commissioning"), "eventID": "urn:uuid:e-1"}
+    s.capture(s.maker, first)
+    other = {**s.event(s.maker, [sgtin("9502")], "commissioning"), "eventID": "urn:uuid:e-1"}
+    assert rejected_codes(s.capture(s.maker, other)) == ["duplicate_event_id"]

@@ -160,8 +160,9 @@ from services.trace.contract import EVENTS_PER_CAPTURE_MAX
 
 log = logging.getLogger("ecosphere.gateway.epcis")
 
-EPCIS_VERSION = "2.0.0"
-CBV_VERSION = "2.0.0"
+# The binding's header pattern is ^\d+(\.\d+)?$ (GS1-EPCIS-Version: 2.0)
+EPCIS_VERSION = "2.0"
+CBV_VERSION = "2.0"
 EPCIS_CONTEXT = eventhash.EPCIS_CONTEXT_2_0_0
 JSON = "application/json"
 JSON_LD = "application/ld+json"
@@ -210,6 +211,14 @@ _URI_SPLIT = re.compile(r",(?=[A-Za-z][A-Za-z0-9+.-]*:)")
 _COVERED_FIELD = re.compile(r'"([a-z0-9!#$%&\'*+.^_`|~-]+)"')
 _SIGNATURE_FIELDS = ("Signature", "Signature-Input", "Content-Digest", "Content-Type")
 _BIZ_TRANSACTION = "EQ_bizTransaction_"
+#: the EPCIS 2.0 exception of a problem that does not name one, by HTTP status
+_EPCIS_EXCEPTIONS = {400: "ValidationException", 401: "SecurityException",
+                     403: "SecurityException", 404: "ResourceNotFoundException",
+                     406: "NotAcceptableException", 409: "ValidationException",
+                     422: "ValidationException",
+                     413: "CaptureLimitExceededException",
+                     415: "UnsupportedMediaTypeException", 429: "ImplementationException",
+                     501: "ImplementationException", 503: "ImplementationException"}
 
 
 @dataclass(frozen=True)
@@ -365,6 +374,13 @@ class SubscriptionBody(Model):
                                 description="Shared secret: callbacks carry GS1-Signature, "
                                             "the hex HMAC-SHA256 of the body with it")
     reportIfEmpty: bool = False
+    stream: bool | None = Field(None, description="EPCIS 2.0: true: deliver new events "
+                                                  "as they are recorded (required: this "
+                                                  "gateway streams; schedules are not "
+                                                  "supported)")
+    schedule: dict[str, Any] | None = Field(None, description="Not supported (501)")
+    initialRecordTime: str | None = Field(None, description="Not supported (501): "
+                                                            "deliveries start at the tip")
 
 
 class SubscriptionCreated(Open):
@@ -408,7 +424,11 @@ def _query_problem(detail: str, parameter: str | None = None) -> Problem:
 
 
 def _split(value: str, *, uris: bool) -> list[str]:
-    parts = _URI_SPLIT.split(value) if uris else value.split(",")
+    """The values of a multi-valued parameter: EPCIS 2.0 separates them with ``|`` (the
+    REST binding's own example: ``EQ_bizStep=shipping|decommissioning``); commas are
+    accepted too (EPCIS 1.x habit), except inside URIs."""
+    parts = [part for piece in value.split("|")
+             for part in (_URI_SPLIT.split(piece) if uris else piece.split(","))]
     return [p.strip() for p in parts if p.strip()]
 
 
@@ -628,13 +648,22 @@ class QueryResult:
 
 
 def stored_event(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The event as the chain recorded it (undoing ``put_json_value``)."""
+    """The event as the chain recorded it (undoing ``put_json_value``), served the way
+    EPCIS 2.0 says a repository serves it: ``recordTime`` is when the repository (the
+    chain: its block time) recorded the event, whatever the capture said, and an
+    event captured without an ``eventID`` gets its CBV 2.0 hash as one."""
     text = doc.get("event_json")
     if isinstance(text, str):
-        event = json.loads(text)
-        return event if isinstance(event, dict) else {}
-    event = doc.get("event")
-    return dict(event) if isinstance(event, Mapping) else {}
+        loaded = json.loads(text)
+        event = loaded if isinstance(loaded, dict) else {}
+    else:
+        raw = doc.get("event")
+        event = dict(raw) if isinstance(raw, Mapping) else {}
+    if isinstance(doc.get("recordTime"), int):
+        event["recordTime"] = epcis.format_time(doc["recordTime"])
+    if "eventID" not in event and isinstance(doc.get("event_hash"), str):
+        event["eventID"] = doc["event_hash"]
+    return event
 
 
 async def run_query(db: Any, flt: EventFilter, *, after: int, want: int,
@@ -839,7 +868,7 @@ class EpcisApi:
             E("POST", "/epcis/queries/{name}/subscriptions", wrap(self.post_subscription),
               "Subscribe a webhook to a named query (its owner only)", tag,
               {201: SubscriptionCreated}, body=SubscriptionBody, signed=True,
-              path_params=name, errors=(400, 403, 404, 409, 415, 422, 429, 503),
+              path_params=name, errors=(400, 403, 404, 409, 415, 422, 429, 501, 503),
               description="New matching events are POSTed to dest as EPCISQueryDocuments "
                           "with GS1-Signature: hex HMAC-SHA256 of the body keyed with "
                           "signatureToken, and GS1-Query-Name."),
@@ -859,7 +888,13 @@ class EpcisApi:
             try:
                 response = await handler(request)
             except Problem as problem:
-                response = problem.response(request.path)
+                # EPCIS 2.0 names its errors by exception type
+                # (type: epcisException:<Name>); the stable ``code`` stays alongside.
+                name = problem.extra.get("epcisException") or _EPCIS_EXCEPTIONS.get(
+                    problem.status, "ImplementationException")
+                problem.extra["epcisException"] = name
+                response = problem.response(request.path,
+                                            type_uri=f"epcisException:{name}")
             response.headers["GS1-EPCIS-Version"] = EPCIS_VERSION
             response.headers["GS1-CBV-Version"] = CBV_VERSION
             if capture:
@@ -1207,11 +1242,13 @@ class EpcisApi:
                           f"at most {NAMED_QUERIES_PER_ORG_MAX} named queries per "
                           "organisation")
         if await db[QUERIES].find_one({"_id": doc["_id"]}, {"_id": 1}) is not None:
-            raise Problem(409, "query_exists", f"a query named {doc['_id']} exists")
+            raise Problem(409, "query_exists", f"a query named {doc['_id']} exists",
+                          epcisException="DuplicateNameException")
         try:
             await db[QUERIES].insert_one(doc)
         except DuplicateKeyError as exc:
-            raise Problem(409, "query_exists", f"a query named {doc['_id']} exists") from exc
+            raise Problem(409, "query_exists", f"a query named {doc['_id']} exists",
+                          epcisException="DuplicateNameException") from exc
 
     async def _named(self, request: web.Request) -> tuple[Any, dict[str, Any]]:
         name = request.match_info["name"]
@@ -1220,7 +1257,8 @@ class EpcisApi:
         db = self.gateway.views_db()
         doc = await self.gateway.views_call(db[QUERIES].find_one({"_id": name}))
         if doc is None:
-            raise Problem(404, "query_not_found", f"no named query {name}")
+            raise Problem(404, "query_not_found", f"no named query {name}",
+                          epcisException="NoSuchNameException")
         return db, doc
 
     def _require_owner(self, request: web.Request, doc: Mapping[str, Any]) -> str:
@@ -1265,6 +1303,14 @@ class EpcisApi:
         db, doc = await self._named(request)
         self._require_owner(request, doc)
         body: SubscriptionBody = await self._json_body(request, SubscriptionBody)
+        if body.schedule is not None or body.initialRecordTime is not None:
+            raise Problem(501, "subscription_controls_unsupported", "this gateway streams "
+                          "new events (stream: true); schedules and initialRecordTime are "
+                          "not supported", epcisException="SubscriptionControlsException")
+        if body.stream is not True:
+            raise Problem(400, "subscription_controls", "a subscription sets stream: true "
+                          "(EPCIS 2.0: stream or schedule)",
+                          epcisException="SubscriptionControlsException")
         _check_dest(body.dest, loopback_allowed=self.limits.loopback_allowed)
         subscription_id = secrets.token_hex(16)
         now = _now_ms()
@@ -1304,7 +1350,8 @@ class EpcisApi:
             {"_id": subscription_id, "query": doc["_id"]}))
         if result.deleted_count == 0:
             raise Problem(404, "subscription_not_found",
-                          f"no subscription {subscription_id} to {doc['_id']}")
+                          f"no subscription {subscription_id} to {doc['_id']}",
+                          epcisException="NoSuchSubscriptionException")
         return web.Response(status=204)
 
     # --- the webhook dispatcher -------------------------------------------------------
