@@ -712,3 +712,26 @@ def test_subscriptions_follow_the_standards_stream_or_schedule(epcis_server: Epc
     scheduled = signed(maker.key, "POST", subs, encode({**base, "schedule": {"hour": "1"}}))
     assert scheduled.status == 501
     assert signed(maker.key, "POST", subs, encode({**base, "stream": True})).status == 201
+
+
+def test_transformation_inputs_and_outputs_are_queryable(epcis_server: Epcis) -> None:
+    e = epcis_server
+    maker = e.chain.maker
+    raw, made = sgtin(unique("in")), sgtin(unique("out"))
+    event_id = f"urn:uuid:{unique('ev-')}-transform"
+    transform = event("TransformationEvent", at=now_ms() - 10_000, location=maker.location,
+                      biz_step="commissioning", disposition="active", action=None,
+                      event_id=event_id, inputEPCList=[raw], outputEPCList=[made])
+    job = e.finished_job(maker.key, e.capture(maker.key, document(transform)))
+    assert job["success"], job
+    e.visible(maker.key, {event_id})
+
+    def found(query: str) -> list[str]:
+        return [x["eventID"] for x in e.event_list(maker.key, query)]
+
+    assert found(f"MATCH_inputEPC={raw}") == [event_id]
+    assert found(f"MATCH_outputEPC={made}") == [event_id]
+    assert found(f"MATCH_inputEPC={made}") == []
+    unsupported = signed(maker.key, "GET", f"{e.url}/epcis/events?orderBy=eventTime")
+    assert unsupported.status == 501
+    assert unsupported.json["type"] == "epcisException:ImplementationException"

@@ -70,14 +70,19 @@ the projector has completed. Parameters: ``eventType``, ``EQ_action``, ``EQ_bizS
 and ``EQ_disposition`` (bare CBV words, URNs or Web URIs), ``GE_eventTime``,
 ``LT_eventTime``, ``GE_recordTime``, ``LT_recordTime`` (RFC 3339), ``EQ_readPoint``,
 ``EQ_bizLocation`` (SGLN URN or Digital Link), ``MATCH_epc`` (epcList and childEPCs),
-``MATCH_anyEPC`` (also parentID, inputs and outputs), ``MATCH_parentID`` (EPC URNs,
-``urn:epc:idpat:…`` patterns or Digital Links), ``EQ_bizTransaction_<type>``,
-``EQ_eventID``, ``perPage`` (1..``PER_PAGE_MAX``) and ``nextPageToken``. A parameter may
-repeat, or list values separated by commas (identifiers split only before a new URI
+``MATCH_anyEPC`` (also parentID, inputs and outputs), ``MATCH_parentID``,
+``MATCH_inputEPC``, ``MATCH_outputEPC`` (EPC URNs, ``urn:epc:idpat:…`` patterns or
+Digital Links), ``EQ_bizTransaction_<type>``, ``EQ_eventID``, ``perPage``
+(1..``PER_PAGE_MAX``) and ``nextPageToken``. A parameter may repeat, or list values
+separated by ``|`` (EPCIS 2.0) or commas (identifiers split only before a new URI
 scheme, so a comma inside an EPC URN is kept): values of one parameter are ORed,
-parameters ANDed. Any other parameter is a 400 problem ``query_parameter``
-(the standard's QueryParameterException). ``nextPageToken`` is an opaque cursor over
-``pos`` bound to the query; the next page's URL is also in ``Link: <…>; rel="next"``.
+parameters ANDed. Standard parameters not implemented (``orderBy``,
+``eventCountLimit``, the quantity and class matches, …) answer 501
+ImplementationException; any other parameter is a 400 problem ``query_parameter``
+(QueryParameterException). Problems are typed ``epcisException:<Name>``; served
+events carry the chain's ``recordTime`` and an ``eventID``. ``nextPageToken`` is an
+opaque cursor over ``pos`` bound to the query; the next page's URL is also in
+``Link: <…>; rel="next"``.
 
 **Webhooks.** Named queries and their subscriptions are *gateway state, not chain
 state*: they live in the MongoDB collections ``epcis_queries`` and
@@ -211,6 +216,15 @@ _URI_SPLIT = re.compile(r",(?=[A-Za-z][A-Za-z0-9+.-]*:)")
 _COVERED_FIELD = re.compile(r'"([a-z0-9!#$%&\'*+.^_`|~-]+)"')
 _SIGNATURE_FIELDS = ("Signature", "Signature-Input", "Content-Digest", "Content-Type")
 _BIZ_TRANSACTION = "EQ_bizTransaction_"
+#: standard EPCIS 2.0 query parameters not implemented here: answered 501
+#: (ImplementationException), not 400 as if the name were unknown
+_STANDARD_UNSUPPORTED = frozenset({
+    "orderBy", "orderDirection", "eventCountLimit", "maxEventCount", "MATCH_epcClass",
+    "MATCH_inputEPCClass", "MATCH_outputEPCClass", "MATCH_anyEPCClass", "EQ_quantity",
+    "GT_quantity", "GE_quantity", "LT_quantity", "LE_quantity",
+    "EQ_transformationID", "EQ_errorReason", "EXISTS_errorDeclaration",
+    "GE_errorDeclarationTime", "LT_errorDeclarationTime", "EQ_correctiveEventID",
+    "EQ_persistentDisposition_set", "EQ_persistentDisposition_unset"})
 #: the EPCIS 2.0 exception of a problem that does not name one, by HTTP status
 _EPCIS_EXCEPTIONS = {400: "ValidationException", 401: "SecurityException",
                      403: "SecurityException", 404: "ResourceNotFoundException",
@@ -344,6 +358,8 @@ class EventsQuery(BaseModel):
     MATCH_epc: str | None = Field(None, description="EPC URN, pattern or Digital Link")
     MATCH_anyEPC: str | None = Field(None, description="EPC URN, pattern or Digital Link")
     MATCH_parentID: str | None = Field(None, description="EPC URN or Digital Link")
+    MATCH_inputEPC: str | None = Field(None, description="a transformation's input")
+    MATCH_outputEPC: str | None = Field(None, description="a transformation's output")
     EQ_eventID: str | None = None
     perPage: int | None = Field(None, ge=1, le=PER_PAGE_MAX)
     nextPageToken: str | None = Field(None, max_length=PAGE_TOKEN_CHARS_MAX)
@@ -594,7 +610,8 @@ def _add_parameter(flt: EventFilter, name: str, values: list[str]) -> None:
         variants = sorted({s for v in values for s in _location_variants(v, name)})
         cond.append({name[3:]: {"$in": variants}})
         normal = variants
-    elif name in ("MATCH_epc", "MATCH_anyEPC", "MATCH_parentID"):
+    elif name in ("MATCH_epc", "MATCH_anyEPC", "MATCH_parentID", "MATCH_inputEPC",
+                  "MATCH_outputEPC"):
         wanted = [_identifier(v, name) for v in values]
         exact = sorted({w.exact for w in wanted if w.exact is not None})
         ors: list[dict[str, Any]] = [{"epcs": {"$in": exact}}] if exact else []
@@ -605,6 +622,10 @@ def _add_parameter(flt: EventFilter, name: str, values: list[str]) -> None:
         elif name == "MATCH_anyEPC":
             flt.predicates.append(_match_predicate(
                 wanted, ("epcList", "childEPCs", "inputEPCList", "outputEPCList"), True))
+        elif name == "MATCH_inputEPC":
+            flt.predicates.append(_match_predicate(wanted, ("inputEPCList",), False))
+        elif name == "MATCH_outputEPC":
+            flt.predicates.append(_match_predicate(wanted, ("outputEPCList",), False))
         else:
             flt.predicates.append(_match_predicate(wanted, (), True))
         normal = sorted(w.exact or f"{w.prefix}*" for w in wanted)
@@ -615,6 +636,11 @@ def _add_parameter(flt: EventFilter, name: str, values: list[str]) -> None:
         btt = _vocabulary(name[len(_BIZ_TRANSACTION):], "btt", name)
         normal = sorted({f"{btt}|{v}" for v in values})
         cond.append({"bizTransactions": {"$in": normal}})
+    elif name in _STANDARD_UNSUPPORTED:
+        raise Problem(501, "query_parameter_unsupported", f"{name} is an EPCIS 2.0 query "
+                      "parameter this repository does not implement (results come in "
+                      "the order the chain recorded them)",
+                      epcisException="ImplementationException", parameter=name)
     else:
         raise _query_problem(f"unknown query parameter {name[:64]!r}", name)
     flt.normalised[name] = normal
@@ -841,7 +867,7 @@ class EpcisApi:
             E("GET", "/epcis/events", wrap(self.list_events),
               "Query events (EPCISQueryDocument; paged with nextPageToken)", tag,
               {200: EPCISQueryDocument}, query=EventsQuery, signed=True,
-              errors=(400, 429, 503),
+              errors=(400, 429, 501, 503),
               description="Also EQ_bizTransaction_<type>. Values of one parameter are "
                           "ORed (repeat it, or separate values with commas), parameters "
                           "ANDed; unknown parameters are refused. The next page is in "
