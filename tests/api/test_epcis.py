@@ -735,3 +735,29 @@ def test_transformation_inputs_and_outputs_are_queryable(epcis_server: Epcis) ->
     unsupported = signed(maker.key, "GET", f"{e.url}/epcis/events?orderBy=eventTime")
     assert unsupported.status == 501
     assert unsupported.json["type"] == "epcisException:ImplementationException"
+
+
+def test_discovery_and_listing_endpoints(epcis_server: Epcis) -> None:
+    """EPCIS 2.0 discovery (found in review: answered 405/404)."""
+    e = epcis_server
+    maker = e.chain.maker
+    options = http("OPTIONS", e.url + "/epcis/capture")
+    assert options.status == 204
+    assert options.headers["GS1-Capture-Error-Behaviour"] == "rollback, proceed"
+    assert int(options.headers["GS1-EPCIS-Capture-Limit"]) > 0
+    types = http("GET", e.url + "/epcis/eventTypes")
+    assert types.status == 200 and "TransformationEvent" in types.json["names"]
+    name = unique("q-list")
+    assert signed(maker.key, "POST", e.url + "/epcis/queries",
+                  encode({"name": name, "query": {"EQ_bizStep": ["shipping"]}})).status == 201
+    mine = signed(maker.key, "GET", e.url + "/epcis/queries")
+    assert mine.status == 200 and name in [q["name"] for q in mine.json["queries"]]
+    theirs = signed(e.chain.carrier.key, "GET", e.url + "/epcis/queries")
+    assert name not in [q["name"] for q in theirs.json["queries"]]
+    subs = f"{e.url}/epcis/queries/{name}/subscriptions"
+    assert signed(maker.key, "POST", subs, encode({
+        "dest": "https://partner.example.com/hook", "signatureToken": "s" * 20,
+        "stream": True})).status == 201
+    listed = signed(maker.key, "GET", subs)
+    assert listed.status == 200 and len(listed.json["subscriptions"]) == 1
+    assert signed(e.chain.carrier.key, "GET", subs).status == 403

@@ -383,6 +383,28 @@ class NamedQuery(Open):
     createdAt: str
 
 
+class NamedQueryList(Model):
+    queries: list[NamedQuery]
+
+
+class NameList(Model):
+    names: list[str]
+
+
+class SubscriptionInfo(Open):
+    subscriptionID: str
+    queryName: str
+    dest: str
+    stream: bool
+    reportIfEmpty: bool
+    createdAt: str
+    status: str
+
+
+class SubscriptionList(Model):
+    subscriptions: list[SubscriptionInfo]
+
+
 class SubscriptionBody(Model):
     dest: str = Field(min_length=8, max_length=DEST_CHARS_MAX,
                       description="https:// URL (http:// for loopback hosts only)")
@@ -848,6 +870,9 @@ class EpcisApi:
         tag = "epcis"
         name = {"name": {"type": "string", "pattern": QUERY_NAME}}
         return [
+            E("OPTIONS", "/epcis/capture", capture(self.capture_options),
+              "What a capture may be: limits, error behaviours, media types", tag,
+              {204: None}, errors=(429,)),
             E("POST", "/epcis/capture", capture(self.post_capture),
               "Capture an EPCISDocument (asynchronous; signed by the capturing party)", tag,
               {202: CaptureAccepted}, body=EPCISDocument, signed=True,
@@ -881,6 +906,16 @@ class EpcisApi:
             E("POST", "/epcis/queries", wrap(self.post_query), "Create a named query", tag,
               {201: NamedQuery}, body=NamedQueryBody, signed=True,
               errors=(400, 409, 415, 422, 429, 503)),
+            E("GET", "/epcis/queries", wrap(self.list_queries),
+              "The caller's organisation's named queries", tag, {200: NamedQueryList},
+              signed=True, errors=(400, 429, 503)),
+            E("GET", "/epcis/eventTypes", wrap(self.event_types),
+              "The EPCIS event types this repository records", tag, {200: NameList},
+              errors=(429,)),
+            E("GET", "/epcis/queries/{name}/subscriptions", wrap(self.list_subscriptions),
+              "A named query's subscriptions (its owner only)", tag,
+              {200: SubscriptionList}, signed=True, path_params=name,
+              errors=(400, 403, 404, 429, 503)),
             E("GET", "/epcis/queries/{name}", wrap(self.get_query), "A named query", tag,
               {200: NamedQuery}, signed=True, path_params=name,
               errors=(400, 404, 429, 503)),
@@ -1292,6 +1327,36 @@ class EpcisApi:
         if org != doc["owner"]:
             raise Problem(403, "forbidden", f"the query belongs to {doc['owner']}")
         return org
+
+    async def capture_options(self, request: web.Request) -> web.Response:
+        """EPCIS 2.0 discovery: the capture limits (added by the wrapper), the error
+        behaviours and the media types this repository accepts."""
+        return web.Response(status=204, headers={
+            "Allow": "OPTIONS, POST", "GS1-Capture-Error-Behaviour": "rollback, proceed",
+            "Accept-Post": ", ".join(sorted(CAPTURE_MEDIA_TYPES))})
+
+    async def list_queries(self, request: web.Request) -> web.Response:
+        org = self._org_of(principal_of(request))
+        db = self.gateway.views_db()
+        docs = await self.gateway.views_call(
+            db[QUERIES].find({"owner": org}).sort("_id", 1).to_list(NAMED_QUERIES_PER_ORG_MAX))
+        return _json({"queries": [_query_out(d) for d in docs]})
+
+    async def event_types(self, request: web.Request) -> web.Response:
+        return _json({"names": sorted(epcis.EVENT_TYPES)})
+
+    async def list_subscriptions(self, request: web.Request) -> web.Response:
+        principal_of(request)
+        db, doc = await self._named(request)
+        self._require_owner(request, doc)
+        subs = await self.gateway.views_call(
+            db[SUBSCRIPTIONS].find({"query": doc["_id"]}).sort("_id", 1)
+            .to_list(SUBSCRIPTIONS_PER_QUERY_MAX))
+        return _json({"subscriptions": [{
+            "subscriptionID": sub["_id"], "queryName": doc["_id"], "dest": sub["dest"],
+            "stream": True, "reportIfEmpty": bool(sub.get("report_if_empty")),
+            "createdAt": epcis.format_time(int(sub["created"])),
+            "status": str(sub.get("status", "active"))} for sub in subs]})
 
     async def get_query(self, request: web.Request) -> web.Response:
         principal_of(request)
