@@ -51,7 +51,6 @@ This module never does I/O.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
@@ -470,7 +469,7 @@ class TraceContract(Contract):
             ctx.fail("bad_payload", f"the capture body nests deeper than "
                                     f"{CAPTURE_NESTING_MAX} levels")
         try:
-            document = json.loads(body, parse_float=_no_float)
+            document = epcis.parse_json(body)  # JSON numbers as exact decimal text
             # POST /capture sends an EPCISDocument; POST /events one event
             is_document = isinstance(document, dict) and document.get("type") == \
                 "EPCISDocument"
@@ -761,11 +760,6 @@ def item_key(identifier: str, *, company_prefix_length: int | None = None) -> st
     """The state key of a serialised item, from an EPC URN or a Digital Link."""
     sgtin = _sgtin(identifier)
     return None if sgtin is None else f"item/{sgtin.to_digital_link()}"
-
-
-def _no_float(text: str) -> Any:
-    raise epcis.EpcisError("float_not_allowed", f"number {text} must be an integer or a "
-                           "decimal string", "")
 
 
 def _nesting_within(text: str, limit: int) -> bool:

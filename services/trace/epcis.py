@@ -45,6 +45,7 @@ This module is pure: no I/O, no clock, no randomness, no floats.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -226,6 +227,38 @@ def decimal_string(value: Any, path: str = "", *, code: str = "bad_field") -> in
     if not isinstance(value, str) or len(value) > 64 or not _DECIMAL.fullmatch(value):
         raise _fail(code, "must be an integer or a decimal string such as \"4.5\"", path)
     return _eh.canonical_number(value)
+
+
+#: JSON numbers with a fraction or exponent are read as decimal text, bounded so that
+#: an exponent cannot expand into megabytes of digits
+JSON_NUMBER_CHARS_MAX = 64
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def _json_decimal(text: str) -> str:
+    """A JSON number with a fraction or exponent, as exact decimal text (never a float):
+    ``26.1`` stays ``"26.1"``, ``2.5e1`` becomes ``"25"``-style plain notation."""
+    if len(text) > JSON_NUMBER_CHARS_MAX or not _JSON_NUMBER.fullmatch(text):
+        raise _fail("bad_number", f"number {text[:40]} is out of range", "")
+    if "e" not in text and "E" not in text:
+        return text
+    number = Decimal(text)
+    if abs(number.adjusted()) > JSON_NUMBER_CHARS_MAX:
+        raise _fail("bad_number", f"number {text[:40]} is out of range", "")
+    return format(number, "f")
+
+
+def _no_constant(text: str) -> Any:
+    raise _fail("bad_number", f"{text} is not a number EPCIS accepts", "")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON as EPCIS 2.0 clients send it — sensor values and quantities are JSON numbers
+    (``"value": 26.1``) — read without floats: a number with a fraction or exponent
+    becomes its exact decimal text, which the validators accept wherever a decimal is
+    (and the CBV 2.0 hash canonicalises like the number). NaN and Infinity are refused.
+    Raises :class:`EpcisError` (``bad_number``) or ``ValueError`` (not JSON)."""
+    return json.loads(text, parse_float=_json_decimal, parse_constant=_no_constant)
 
 
 def _number(value: int | str) -> Decimal:
@@ -791,6 +824,7 @@ __all__ = [
     "DISPOSITIONS",
     "ERROR_REASONS",
     "EVENT_TYPES",
+    "parse_json",
     "SENSOR_COMPONENTS",
     "SENSOR_EXCEPTIONS",
     "SENSOR_TYPES",

@@ -186,11 +186,12 @@ def test_invalid_epcis_is_refused_with_its_code(epcis_server: Epcis) -> None:
     assert problem["code"] == "missing_field"
     assert problem["path"] == "epcisBody.eventList[1]"
     assert answer.content_type.startswith("application/problem+json")
-    # floats, unknown vocabulary, a wrong document type, another media type
+    # NaN (decimals are fine: read exactly, never as floats), unknown vocabulary, a
+    # wrong document type, another media type
     raw = encode(document(good)).replace(b'"eventTimeZoneOffset"',
-                                         b'"example:reading":4.5,"eventTimeZoneOffset"')
+                                         b'"example:reading":NaN,"eventTimeZoneOffset"')
     answer = signed(maker.key, "POST", e.url + "/epcis/capture", raw)
-    assert answer.status == 400 and answer.json["code"] == "float_not_allowed"
+    assert answer.status == 400 and answer.json["code"] == "bad_number"
     answer = e.capture(maker.key, document({**good, "bizStep": "teleporting"}))
     assert answer.status == 400 and answer.json["code"] == "unknown_bizstep"
     answer = e.capture(maker.key, {**document(good), "type": "EPCISQueryDocument"})
@@ -761,3 +762,24 @@ def test_discovery_and_listing_endpoints(epcis_server: Epcis) -> None:
     listed = signed(maker.key, "GET", subs)
     assert listed.status == 200 and len(listed.json["subscriptions"]) == 1
     assert signed(e.chain.carrier.key, "GET", subs).status == 403
+
+
+def test_sensor_values_as_json_numbers_are_exact(epcis_server: Epcis) -> None:
+    """EPCIS 2.0 clients send "value": 26.1 (found in review: refused as a float). It is
+    read as exact decimal text, hashed like the number, and served back as a number."""
+    e = epcis_server
+    maker = e.chain.maker
+    event_id = f"urn:uuid:{unique('ev-')}-reading"
+    reading = event(at=now_ms() - 5_000, location=maker.location, biz_step="inspecting",
+                    action="OBSERVE", event_id=event_id, epcList=[sgtin(unique("r"))],
+                    sensorElementList=[{"sensorReport": [
+                        {"type": "Temperature", "value": 0, "uom": "CEL"}]}])
+    raw = encode(document(reading)).replace(b'"value":0', b'"value":26.10')
+    job = e.finished_job(maker.key, signed(maker.key, "POST", e.url + "/epcis/capture", raw))
+    assert job["success"], job
+    e.visible(maker.key, {event_id})
+    answer = signed(maker.key, "GET", f"{e.url}/epcis/events/{quote(event_id, safe='')}")
+    assert b'"value":26.1,' in answer.raw or b'"value":26.1}' in answer.raw \
+        or b'"value":26.10' in answer.raw
+    served = answer.json["epcisBody"]["queryResults"]["resultsBody"]["eventList"][0]
+    assert served["sensorElementList"][0]["sensorReport"][0]["value"] == 26.1

@@ -711,7 +711,7 @@ def stored_event(doc: Mapping[str, Any]) -> dict[str, Any]:
         event["recordTime"] = epcis.format_time(doc["recordTime"])
     if "eventID" not in event and isinstance(doc.get("event_hash"), str):
         event["eventID"] = doc["event_hash"]
-    return event
+    return numbers_as_numbers(event)
 
 
 async def run_query(db: Any, flt: EventFilter, *, after: int, want: int,
@@ -762,8 +762,54 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class JsonNumber(str):
+    """Decimal text to be written as a JSON number (never through a float)."""
+
+
+_NUMBER_MARK = "\x00\x01n:"
+_NUMBER_END = "\x01\x00"
+_MARKED = re.compile(r'"\\u0000\\u0001n:(-?[0-9]+(?:\.[0-9]+)?)\\u0001\\u0000"')
+#: fields EPCIS 2.0 defines as numbers; the chain keeps them as exact decimal text
+_SENSOR_NUMBERS = ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank")
+_QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList",
+                   "outputQuantityList")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+def _as_number(value: Any) -> Any:
+    return JsonNumber(value) if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value) \
+        else value
+
+
+def numbers_as_numbers(event: dict[str, Any]) -> dict[str, Any]:
+    """Sensor values and quantities served as JSON numbers, as the standard's schema has
+    them (they are exact decimal text on the chain)."""
+    for element in event.get("sensorElementList") or ():
+        for report in (element.get("sensorReport") or ()) if isinstance(element, dict) else ():
+            if isinstance(report, dict):
+                for key in _SENSOR_NUMBERS:
+                    if key in report:
+                        report[key] = _as_number(report[key])
+    for field_name in _QUANTITY_LISTS:
+        for item in event.get(field_name) or ():
+            if isinstance(item, dict) and "quantity" in item:
+                item["quantity"] = _as_number(item["quantity"])
+    return event
+
+
+def _marked(value: Any) -> Any:
+    if isinstance(value, JsonNumber):
+        return f"{_NUMBER_MARK}{value}{_NUMBER_END}"
+    if isinstance(value, dict):
+        return {k: _marked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_marked(v) for v in value]
+    return value
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(_marked(value), separators=(",", ":"), ensure_ascii=False)
+    return _MARKED.sub(r"\1", text).encode()
 
 
 # --------------------------------------------------------------------------- #
@@ -1650,14 +1696,9 @@ def _json(payload: Any, *, status: int = 200, headers: Mapping[str, str] | None 
                         headers=dict(headers or {}))
 
 
-def _no_float(text: str) -> Any:
-    raise epcis.EpcisError("float_not_allowed", f"number {text[:40]} must be an integer or "
-                           "a decimal string", "")
-
-
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_float=_no_float, parse_constant=_no_float)
+        return epcis.parse_json(text)
     except epcis.EpcisError as exc:
         raise _validation_problem(exc) from exc
     except (ValueError, RecursionError) as exc:
