@@ -229,6 +229,11 @@ class ConsortiumContract(Contract):
             ctx.require_admin()
             if record["org"] != ctx.sender_org:
                 ctx.fail("forbidden", "an admin revokes only its own organisation's keys")
+        elif "admin" in record["permissions"]:
+            # Only another admin of the organisation (who stays) revokes an admin key, so
+            # an organisation never loses its last admin and its voice in governance.
+            ctx.fail("forbidden", "an admin key is revoked by another admin of its "
+                                  "organisation (or rotated), never by itself")
         if record["status"] != "active":
             ctx.fail("conflict", f"key {key_id} is already {record['status']}")
         if _is_validator_key(ctx, key_id):
@@ -279,7 +284,13 @@ class ConsortiumContract(Contract):
             # walk is spread over several blocks): block time decides, not the walk.
             ctx.fail("expired", f"proposal {proposal_id} expired at {proposal['expires']}")
         if ctx.sender_org in proposal["approvals"]:
-            ctx.fail("conflict", f"{ctx.sender_org} already approved {proposal_id}")
+            # Already approved: the threshold may have been reached since (the voters
+            # changed); re-evaluate instead of leaving the proposal stuck open.
+            before = proposal["status"]
+            self._maybe_execute(ctx, proposal, voters)
+            if proposal["status"] == before:
+                ctx.fail("conflict", f"{ctx.sender_org} already approved {proposal_id}")
+            return
         proposal["approvals"] = sorted([*proposal["approvals"], ctx.sender_org])
         ctx.put(f"proposal/{proposal_id}", proposal)
         ctx.emit("consortium.proposal.approved", {"proposal": proposal_id,
@@ -288,7 +299,8 @@ class ConsortiumContract(Contract):
 
     def _maybe_execute(self, ctx: TxContext, proposal: dict[str, Any],
                        voters: frozenset[str]) -> None:
-        approvals = voters.intersection(proposal["approvals"])
+        approvals = {org for org in voters.intersection(proposal["approvals"])
+                     if (ctx.get(f"org/{org}") or {}).get("status") == "active"}
         if len(approvals) < 2 * len(voters) // 3 + 1:
             return
         _check_action(ctx, proposal["action"])  # state may have changed since proposed
@@ -358,6 +370,14 @@ def _is_validator_key(ctx: TxContext, key_id: str) -> bool:
 
 def _check_action(ctx: TxContext, action: dict[str, Any]) -> None:
     kind = action.get("type")
+    if kind == "suspend_organisation" and (
+            action.get("org") in _current_validators(ctx).orgs
+            or any(v["org"] == action.get("org")
+                   for p in ctx.get("validators_pending") or [] for v in p["validators"])):
+        # a suspended validator would go on voting (or, muted, count as faulty): take
+        # it out of the validator set first
+        ctx.fail("forbidden", f"{action.get('org')} runs a validator: remove it with "
+                              "set_validators before suspending the organisation")
     if kind == "set_validators":
         params = ChainParams.from_wire(ctx.get("params") or {})
         height = action.get("effective_height")
@@ -388,9 +408,21 @@ def _parse_validators(ctx: TxContext, value: object) -> ValidatorSet:
         org = item.get("org")
         if not isinstance(power, int) or isinstance(power, bool) or not 1 <= power <= 1_000_000:
             ctx.fail("bad_payload", "power must be an integer in [1, 1000000]")
-        if not isinstance(org, str) or ctx.get(f"org/{org}") is None:
+        org_record_ = ctx.get(f"org/{org}") if isinstance(org, str) else None
+        if org_record_ is None:
             ctx.fail("not_found", f"validator organisation {org!r} does not exist")
-        out.append(Validator(crypto.key_id_of(pub), pub, power, org))
+        if org_record_["status"] != "active":
+            ctx.fail("forbidden", f"validator organisation {org} is {org_record_['status']}")
+        key_id = crypto.key_id_of(pub)
+        known = ctx.get(f"key/{key_id}")
+        if known is not None and (known["org"] != org or known["status"] != "active"
+                                  or "node" not in known["permissions"]):
+            # a key keeps one organisation and one record: a member key of another
+            # organisation (or a revoked key) would be a validator nobody can hear
+            ctx.fail("forbidden", f"key {key_id} is registered as {known['org']}'s "
+                     f"{'/'.join(known['permissions'])} key ({known['status']}), not as an "
+                     f"active node key of {org}")
+        out.append(Validator(key_id, pub, power, str(org)))
     try:
         return ValidatorSet.of(out)
     except EncodingError as exc:

@@ -106,12 +106,20 @@ class Genesis:
         org_ids = {o.id for o in self.organisations}
         if len(org_ids) != len(self.organisations):
             raise EncodingError("organisation ids must be unique")
+        by_id: dict[str, GenesisKey] = {}
         for k in self.keys:
             if k.org not in org_ids:
                 raise EncodingError(f"key {k.key_id} names unknown organisation {k.org!r}")
+            if k.key_id in by_id:
+                raise EncodingError(f"key {k.key_id} is listed twice")
+            by_id[k.key_id] = k
         for v in self.validators.validators:
             if v.org not in org_ids:
                 raise EncodingError(f"validator {v.key_id} names unknown organisation {v.org!r}")
+            listed = by_id.get(v.key_id)
+            if listed is not None and (listed.org != v.org or "node" not in listed.permissions):
+                raise EncodingError(f"validator {v.key_id} is also listed as a key of "
+                                    f"{listed.org} without the node permission")
         object.__setattr__(self, "hash", tagged_hash(b"ecosphere/genesis/v1",
                                                      encode_unchecked(self.to_wire())))
 

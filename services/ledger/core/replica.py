@@ -437,10 +437,14 @@ class Replica:
             return known
         if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
             return None
-        record = consortium.key_record(StateView(self.tip.state), key_id)
+        view = StateView(self.tip.state)
+        record = consortium.key_record(view, key_id)
         if record is None or record["status"] != "active" \
                 or "node" not in record["permissions"]:
             return None
+        org = consortium.org_record(view, record["org"])
+        if org is None or org["status"] != "active":
+            return None  # a suspended organisation's nodes are not heard
         public_key = bytes.fromhex(record["public_key"])
         self._node_keys[key_id] = public_key
         return public_key
@@ -726,7 +730,7 @@ class Replica:
         validators = self.tip.next_validators
         self.tip = ChainTip.after(block, certificate, validators, ex)
         self._executions.clear()
-        if any(k.startswith(b"consortium/key/") for k in ex.writes):
+        if any(k.startswith((b"consortium/key/", b"consortium/org/")) for k in ex.writes):
             self._node_keys.clear()
         view = StateView(self.tip.state)
         params = self.tip.params

@@ -736,3 +736,33 @@ def test_executed_proposal_does_not_expire(short_ttl_testnet):
     later = chain.block([], time=chain.time + 10 * 60_000)
     assert later.events == ()
     assert chain.get(f"consortium/proposal/{pid}")["status"] == "executed"
+
+
+# --- governance rules found in review ----------------------------------------------------
+
+
+def test_a_validator_organisation_is_not_suspended_while_it_validates(chain, testnet):
+    """Found in review: a suspended validator organisation kept voting (or, muted,
+    counted as a faulty validator). It must leave the validator set first."""
+    action = {"type": "suspend_organisation", "org": "credit-center"}
+    refused = chain.block([propose(chain, testnet.admin_keys[0], action)])
+    assert rejected_codes(refused) == ["forbidden"]
+    assert org_rec(chain, "credit-center")["status"] == "active"
+
+
+def test_set_validators_takes_only_active_organisations_and_their_node_keys(chain, testnet):
+    a = testnet.admin_keys
+    keep = [v for v in testnet.genesis.validators.validators if v.org != "credit-center"]
+    member = testnet.client_keys[0]  # a merchants member key
+    for candidate in (Validator(member.key_id, member.public.raw, 1, "operator"),
+                      Validator(member.key_id, member.public.raw, 1, "merchants")):
+        action = set_validators_action(ValidatorSet.of([*keep, candidate]), chain.height + 10)
+        assert rejected_codes(chain.block([propose(chain, a[0], action)])) == ["forbidden"]
+    assert key_rec(chain, member.key_id)["org"] == "merchants"
+
+
+def test_an_admin_key_is_never_revoked_by_itself(chain, testnet):
+    admin = testnet.admin_keys[3]
+    assert one(chain.block([chain.tx(admin, "consortium.revoke_key",
+                                     {"key_id": admin.key_id})])) == "forbidden"
+    assert key_rec(chain, admin.key_id)["status"] == "active"

@@ -276,3 +276,25 @@ def test_genesis_writes_refuse_bad_org_id(tn, org_id):
     orgs = (*g.organisations, GenesisOrg(org_id, "X", ("carrier",)))
     with pytest.raises(EncodingError):
         consortium.genesis_writes(with_changes(g, organisations=orgs))
+
+
+def test_a_key_is_listed_once_and_a_validator_key_only_as_its_node_key() -> None:
+    """Found in review: a key listed twice ended as whichever came last; a validator key
+    listed as another organisation's admin could not gossip."""
+    import dataclasses
+
+    import pytest
+
+    from services.ledger.core.errors import EncodingError
+    from services.ledger.core.genesis import GenesisKey
+    from services.ledger.sim.testnet import make_testnet
+
+    genesis = make_testnet().genesis
+    twice = (*genesis.keys, genesis.keys[0])
+    with pytest.raises(EncodingError, match="listed twice"):
+        dataclasses.replace(genesis, keys=twice)
+    validator = genesis.validators.validators[0]
+    other_org = next(o.id for o in genesis.organisations if o.id != validator.org)
+    wrong = (*genesis.keys, GenesisKey(validator.public_key, other_org, ("admin", "member")))
+    with pytest.raises(EncodingError, match="node permission"):
+        dataclasses.replace(genesis, keys=wrong)
