@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from services.ledger.core import merkle
 from services.ledger.core.blocks import BlockHeader
@@ -53,6 +53,27 @@ class UntrustedValidators(ProofError):
     code = "untrusted_validators"
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _proof_errors(check: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Any malformed part of an answer (missing fields, wrong types) is a ProofError: a
+    hostile gateway must not get past callers that catch ProofError."""
+    import functools
+
+    @functools.wraps(check)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return check(*args, **kwargs)
+        except ProofError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                LedgerError) as exc:
+            raise ProofError(f"malformed answer: {type(exc).__name__}: {exc}") from exc
+    return guarded
+
+
 #: the longest chain of validator-set transitions a client follows in one go
 TRANSITIONS_MAX = 64
 
@@ -69,6 +90,7 @@ class ValidatorTrust:
     def __contains__(self, validators_hash: bytes) -> bool:
         return validators_hash in self._sets
 
+    @_proof_errors
     def follow(self, target: bytes,
                fetch_set: Callable[[str], Mapping[str, Any] | None],
                fetch_block: Callable[[int], Mapping[str, Any] | None]) -> ValidatorSet:
@@ -136,6 +158,7 @@ def trusted_validators(genesis: Genesis | Mapping[str, Any]) -> ValidatorSet:
     return g.validators
 
 
+@_proof_errors
 def verify_certified_header(header_wire: Mapping[str, Any],
                             certificate_wire: Mapping[str, Any],
                             trusted: ValidatorSet, *, chain_id: str | None = None
@@ -165,6 +188,7 @@ def verify_certified_header(header_wire: Mapping[str, Any],
     return header
 
 
+@_proof_errors
 def verify_transaction(result: Mapping[str, Any], trusted: ValidatorSet,
                        transaction: Mapping[str, Any] | Transaction, *,
                        expected_hash: str | None = None,
@@ -196,6 +220,7 @@ def verify_transaction(result: Mapping[str, Any], trusted: ValidatorSet,
     return header
 
 
+@_proof_errors
 def verify_state_value(result: Mapping[str, Any], trusted: ValidatorSet, *,
                        expected_key: str | None = None, chain_id: str | None = None,
                        min_height: int | None = None) -> Any:

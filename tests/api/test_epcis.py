@@ -783,3 +783,24 @@ def test_sensor_values_as_json_numbers_are_exact(epcis_server: Epcis) -> None:
         or b'"value":26.10' in answer.raw
     served = answer.json["epcisBody"]["queryResults"]["resultsBody"]["eventList"][0]
     assert served["sensorElementList"][0]["sensorReport"][0]["value"] == 26.1
+
+
+def test_no_captured_string_can_pose_as_a_served_number() -> None:
+    from services.gateway.trace.epcis_api import _dumps, numbers_as_numbers
+
+    crafted = 'a"\x00\x01n:5\x01\x00'
+    event = numbers_as_numbers({"ex:note": crafted, "quantityList": [
+        {"epcClass": "urn:epc:class:lgtin:4012345.012345.lot1", "quantity": "2.5"}]})
+    out = json.loads(_dumps({"eventList": [event]}))
+    assert out["eventList"][0]["ex:note"] == crafted
+    assert out["eventList"][0]["quantityList"][0]["quantity"] == 2.5
+
+
+@pytest.mark.parametrize("dest", ["https://[64:ff9b::a9fe:a9fe]/", "https://[2002:a9fe:a9fe::]/",
+                                  "https://[::127.0.0.1]/"])
+def test_ipv6_forms_embedding_ipv4_are_not_public(dest: str) -> None:
+    from services.gateway.problems import Problem
+    from services.gateway.trace.epcis_api import _check_dest
+
+    with pytest.raises(Problem):
+        _check_dest(dest)

@@ -35,10 +35,18 @@ class View:
                           "inputs": list(inputs), "outputs": list(outputs)})
         return name
 
-    async def fetch(self, ids: list[str], limit: int) -> list[dict[str, Any]]:
-        self.queries.append(list(ids))
-        wanted = set(ids)
-        return [d for d in self.docs if wanted & set(d["epcs"])][:limit]
+    async def fetch(self, spans: list[tuple[str, int, int]],
+                    limit: int) -> list[dict[str, Any]]:
+        """What the view answers (services.gateway.trace.api._span_query's semantics)."""
+        if any(high < low for _, low, high in spans):
+            found = [d for d in self.docs for i, low, _ in spans
+                     if i in d["epcs"] and d["type"] == "AggregationEvent"
+                     and d["eventTime"] < low]
+            return sorted(found, key=lambda d: -d["eventTime"])[:limit]
+        self.queries.append(sorted({i for i, _, _ in spans}))
+        return [d for d in self.docs
+                if any(i in d["epcs"] and low <= d["eventTime"] <= high
+                       for i, low, high in spans)][:limit]
 
     def walk(self, start: str, limits: ProvenanceLimits | None = None) -> Walk:
         return asyncio.run(walk(start, self.fetch, limits or ProvenanceLimits()))
@@ -168,3 +176,65 @@ def test_the_cache_is_bounded_by_entries_and_steps() -> None:
     assert sum(len(w.steps) for w in cache._entries.values()) <= 25
     cache.put("huge", _walk(26, {"huge"}), cache.generation)
     assert cache.get("huge") is None
+
+
+# --- found in review (each once lost or leaked steps) ---------------------------------------
+
+
+def test_a_container_reused_after_being_emptied_counts_again() -> None:
+    v = View()
+    v.add(1, "AggregationEvent", epcs=[TIN], parent=PALLET, action="ADD")
+    emptied = v.add(2, "AggregationEvent", epcs=[], parent=PALLET, action="DELETE")
+    without = v.add(3, epcs=[PALLET], step="departing")  # its trip without the tin
+    v.add(4, "AggregationEvent", epcs=[TIN], parent=PALLET, action="ADD")
+    shipped = v.add(5, epcs=[PALLET], step="shipping")
+    got = names(v.walk(TIN))
+    assert shipped in got and emptied in got and without not in got
+
+
+def test_windows_of_two_inputs_are_closed_each_at_its_own_unpack() -> None:
+    v = View()
+    a, b = "input-a", "input-b"
+    v.add(1, "AggregationEvent", epcs=[a], parent=PALLET, action="ADD")
+    v.add(2, "AggregationEvent", epcs=[], parent=PALLET, action="DELETE")
+    v.add(3, "AggregationEvent", epcs=[b], parent=PALLET, action="ADD")
+    shipped_b = v.add(4, epcs=[PALLET], step="shipping")
+    v.add(6, "TransformationEvent", epcs=[], action=None, inputs=[a, b], outputs=[TIN])
+    assert shipped_b in names(v.walk(TIN))
+
+
+def test_a_container_that_is_also_an_input_stops_at_its_unpack() -> None:
+    v = View()
+    v.add(1, "AggregationEvent", epcs=[TIN], parent=CASE, action="ADD")
+    v.add(2, "AggregationEvent", epcs=[], parent=CASE, action="DELETE")
+    v.add(3, "TransformationEvent", epcs=[], action=None, inputs=[CASE], outputs=[TIN])
+    later = v.add(9, epcs=[CASE], step="departing")
+    assert later not in names(v.walk(TIN))
+
+
+def test_a_busy_containers_past_does_not_crowd_out_the_items_period() -> None:
+    v = View()
+    for t in range(600):
+        v.add(t, epcs=[PALLET], step="transporting")
+    v.add(1_000, "AggregationEvent", epcs=[TIN], parent=PALLET, action="ADD")
+    shipped = v.add(2_000, epcs=[PALLET], step="shipping")
+    answer = v.walk(TIN)
+    assert shipped in names(answer) and not answer.truncated and len(answer.steps) == 2
+
+
+def test_a_container_entered_before_the_item_was_packed_still_carries_it() -> None:
+    """The case was on the pallet before the tin went into the case: the tin rides the
+    pallet from then on (found with the look-back)."""
+    v = View()
+    v.add(1, "AggregationEvent", epcs=[CASE], parent=PALLET, action="ADD")
+    v.add(2, "AggregationEvent", epcs=[TIN], parent=CASE, action="ADD")
+    shipped = v.add(3, epcs=[PALLET], step="shipping")
+    assert shipped in names(v.walk(TIN))
+
+
+def test_a_history_of_exactly_the_limit_is_complete() -> None:
+    v = View()
+    for t in range(5):
+        v.add(t, epcs=[TIN])
+    answer = v.walk(TIN, ProvenanceLimits(events_max=5))
+    assert len(answer.steps) == 5 and not answer.truncated

@@ -125,3 +125,15 @@ def test_a_validator_set_installed_on_another_chain_is_not_trusted() -> None:
         trust.follow(their_set.hash,
                      lambda _: {"validators": their_set.to_wire(), "first_height": 3},
                      lambda height: certified if height == 2 else None)
+
+
+def test_a_malformed_answer_is_a_proof_error() -> None:
+    net = make_testnet()
+    trusted = net.genesis.validators
+    answers: list[dict[str, Any]] = [{"header": {}}, {"header": {}, "certificate": {}}, {},
+                                     {"header": 3}]
+    for answer in answers:
+        with pytest.raises(proofs.ProofError):
+            proofs.verify_state_value(answer, trusted)
+        with pytest.raises(proofs.ProofError):
+            proofs.verify_transaction(answer, trusted, {})

@@ -29,7 +29,13 @@ import services.gateway.trace.views  # noqa: F401  (registers the trace views)
 from services.gateway.models import Model, Open, PageQuery
 from services.gateway.openapi import Endpoint
 from services.gateway.problems import Problem
-from services.gateway.trace.provenance import ProvenanceCache, ProvenanceLimits, walk
+from services.gateway.trace.provenance import (
+    OPEN_HIGH,
+    OPEN_LOW,
+    ProvenanceCache,
+    ProvenanceLimits,
+    walk,
+)
 from services.gateway.trace.views import EPCIS_EVENTS, PENALTIES
 from services.ledger.core.errors import LedgerError
 from services.ledger.core.state import StateView
@@ -120,6 +126,29 @@ class ProvenanceResponse(Open):
 class PenaltyPage(Model):
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+
+def _span_query(collection: Any, spans: list[tuple[str, int, int]], limit: int) -> Any:
+    """The view's documents for provenance spans (see provenance.walk's ``fetch``): events
+    naming an identifier within its time span, in chain order — so a container's busy
+    past cannot crowd the item's own period out of the limit — or, for a look-back span
+    (high below low), the latest aggregation events naming it before the span."""
+    lookback = [(i, low) for i, low, high in spans if high < low]
+    if lookback:
+        ors: list[dict[str, Any]] = [{"epcs": i, "type": "AggregationEvent",
+                                      "eventTime": {"$lt": low}} for i, low in lookback]
+        return collection.find(ors[0] if len(ors) == 1 else {"$or": ors}, _STEP_FIELDS) \
+            .sort("eventTime", -1).to_list(limit)
+    ors = []
+    for ident, low, high in spans:
+        bounds: dict[str, int] = {}
+        if low != OPEN_LOW:
+            bounds["$gte"] = low
+        if high != OPEN_HIGH:
+            bounds["$lte"] = high
+        ors.append({"epcs": ident, **({"eventTime": bounds} if bounds else {})})
+    return collection.find(ors[0] if len(ors) == 1 else {"$or": ors}, _STEP_FIELDS) \
+        .sort("pos", 1).to_list(limit)
 
 
 class TraceApi:
@@ -289,10 +318,10 @@ class TraceApi:
         if answer is None:
             generation = self.provenance_cache.generation
 
-            async def fetch(ids: list[str], limit: int) -> list[dict[str, Any]]:
+            async def fetch(spans: list[tuple[str, int, int]],
+                            limit: int) -> list[dict[str, Any]]:
                 docs: list[dict[str, Any]] = await self.gateway.views_call(
-                    db[EPCIS_EVENTS].find({"epcs": {"$in": ids}}, _STEP_FIELDS)
-                    .sort("pos", 1).to_list(limit))
+                    _span_query(db[EPCIS_EVENTS], spans, limit))
                 return docs
 
             answer = await walk(start, fetch, self.provenance_limits)

@@ -766,9 +766,6 @@ class JsonNumber(str):
     """Decimal text to be written as a JSON number (never through a float)."""
 
 
-_NUMBER_MARK = "\x00\x01n:"
-_NUMBER_END = "\x01\x00"
-_MARKED = re.compile(r'"\\u0000\\u0001n:(-?[0-9]+(?:\.[0-9]+)?)\\u0001\\u0000"')
 #: fields EPCIS 2.0 defines as numbers; the chain keeps them as exact decimal text
 _SENSOR_NUMBERS = ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank")
 _QUANTITY_LISTS = ("quantityList", "childQuantityList", "inputQuantityList",
@@ -797,19 +794,26 @@ def numbers_as_numbers(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _marked(value: Any) -> Any:
+def _marked(value: Any, mark: str) -> Any:
     if isinstance(value, JsonNumber):
-        return f"{_NUMBER_MARK}{value}{_NUMBER_END}"
+        return f"{mark}{value}{mark}"
     if isinstance(value, dict):
-        return {k: _marked(v) for k, v in value.items()}
+        return {k: _marked(v, mark) for k, v in value.items()}
     if isinstance(value, list):
-        return [_marked(v) for v in value]
+        return [_marked(v, mark) for v in value]
     return value
 
 
 def _dumps(value: Any) -> bytes:
-    text = json.dumps(_marked(value), separators=(",", ":"), ensure_ascii=False)
-    return _MARKED.sub(r"\1", text).encode()
+    """JSON, with :class:`JsonNumber` text written as numbers: each is first written as a
+    string between a fresh random marker (unguessable, so no captured string can pose
+    as one), then the marked strings are replaced by the bare digits."""
+    mark = f"@{secrets.token_hex(12)}@"
+    text = json.dumps(_marked(value, mark), separators=(",", ":"), ensure_ascii=False)
+    if mark not in text:
+        return text.encode()
+    pattern = re.compile(f'"{re.escape(mark)}(-?[0-9]+(?:\\.[0-9]+)?){re.escape(mark)}"')
+    return pattern.sub(r"\1", text).encode()
 
 
 # --------------------------------------------------------------------------- #
@@ -1781,7 +1785,14 @@ def address_allowed(host: str, *, loopback_allowed: bool) -> bool:
         return False
     if address.is_loopback:
         return loopback_allowed
+    if isinstance(address, ipaddress.IPv6Address) and any(
+            address in net for net in _IPV6_EMBEDDING_IPV4):
+        return False  # NAT64, 6to4, IPv4-compatible: an IPv4 address inside (maybe private)
     return address.is_global and not address.is_multicast
+
+
+_IPV6_EMBEDDING_IPV4 = tuple(ipaddress.IPv6Network(n) for n in (
+    "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16"))
 
 
 class PublicResolver(aiohttp.abc.AbstractResolver):

@@ -55,8 +55,11 @@ from prometheus_client.registry import Collector
 OPEN_LOW = -(2**63)
 OPEN_HIGH = 2**63 - 1
 
-Window = tuple[int, int]  # [low, high] inclusive, block-time milliseconds
-Fetch = Callable[[list[str], int], Awaitable[list[dict[str, Any]]]]
+Window = tuple[int, int]  # [low, high] inclusive, event-time milliseconds
+#: ``fetch(spans, limit)``: spans are ``(identifier, low, high)``
+Fetch = Callable[[list[tuple[str, int, int]], int], Awaitable[list[dict[str, Any]]]]
+#: aggregation events looked back at, before a window opens (what it was inside then)
+LOOKBACK_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +110,19 @@ def _containment(child: str, docs: list[dict[str, Any]],
         if doc.get("action") == "DELETE":
             if parent in opened:
                 out.setdefault(parent, []).append((opened.pop(parent), t))
+        elif doc.get("action") == "ADD" and parent in opened:
+            # packed again while "inside": it left in between (say the parent was
+            # emptied without naming it); the parent's own unpacks will close the
+            # earlier window, the new one starts here
+            out.setdefault(parent, []).append((opened[parent], t))
+            opened[parent] = t
         else:
             opened.setdefault(parent, t)
     for parent, since in opened.items():
         out.setdefault(parent, []).append((since, OPEN_HIGH))
-    return {p: clipped for p, w in out.items() if (clipped := _clip_all(w, windows))}
-
-
-def _clip_all(inner: list[Window], outer: list[Window]) -> list[Window]:
-    return _merge([c for low, high in outer for c in _clip(inner, low, high)])
+    # raw windows, not merged: each is closed at the parent's next unpack on its own
+    return {p: clipped for p, w in out.items()
+            if (clipped := [c for low, high in windows for c in _clip(w, low, high)])}
 
 
 def _unpacked_all(parent: str, docs: Iterable[dict[str, Any]]) -> list[int]:
@@ -142,29 +149,43 @@ def step_of(doc: dict[str, Any], via: str) -> dict[str, Any]:
 
 
 async def walk(start: str, fetch: Fetch, limits: ProvenanceLimits) -> Walk:
-    """The history of ``start`` (see the module's docs); ``fetch(ids, limit)`` returns the
-    view's documents naming any of ``ids`` (``epcs``), in chain order."""
-    frontier: dict[str, tuple[list[Window], str, int]] = {
-        start: ([(OPEN_LOW, OPEN_HIGH)], "item", 0)}
-    windows_done: dict[str, list[Window]] = {start: [(OPEN_LOW, OPEN_HIGH)]}
+    """The history of ``start`` (see the module's docs). ``fetch(spans, limit)`` returns
+    the view's documents naming an identifier of ``spans`` (``[(id, low, high)]``, block
+    event times inclusive; ``OPEN_LOW``/``OPEN_HIGH`` for no bound) inside its span, in
+    chain order; with ``high`` below ``low`` (a look-back) it returns the latest
+    aggregation events naming the identifier before ``low``."""
+    # per identifier: raw windows (low, high, closes_at_unpack), via, depth
+    frontier: dict[str, tuple[list[tuple[int, int, bool]], str, int]] = {
+        start: ([(OPEN_LOW, OPEN_HIGH, False)], "item", 0)}
+    windows_done: dict[str, list[Window]] = {}
     steps: dict[str, tuple[int, dict[str, Any]]] = {}
-    truncated = False
+    truncated = ids_exhausted = False
     while frontier and not truncated:
         ids = sorted(frontier)
-        docs = await fetch(ids, limits.events_max + 1)
+        spans = [(ident, low, high) for ident in ids for low, high, _ in frontier[ident][0]]
+        docs = await fetch(spans, limits.events_max + 1)
         if len(docs) > limits.events_max:
             truncated = True
+        # containment a window starts inside: what the identifier was in just before
+        lookback = [(ident, low, OPEN_LOW) for ident in ids
+                    for low, _, _ in frontier[ident][0] if low != OPEN_LOW]
+        earlier = await fetch(lookback, LOOKBACK_MAX) if lookback else []
         by_id: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        for doc in docs:
+        seen_docs: set[tuple[str, str]] = set()
+        for doc in [*earlier, *docs]:
             for ident in doc.get("epcs", ()):
-                if ident in by_id:
+                if ident in by_id and (ident, doc["_id"]) not in seen_docs:
+                    seen_docs.add((ident, doc["_id"]))
                     by_id[ident].append(doc)
-        proposals: dict[str, tuple[list[Window], str, int]] = {}
+        proposals: dict[str, tuple[list[tuple[int, int, bool]], str, int]] = {}
         for ident in ids:
-            windows, via, depth = frontier[ident]
+            raw, via, depth = frontier[ident]
             mine = sorted(by_id[ident], key=lambda d: (d["eventTime"], d["pos"]))
-            if via.startswith("parent:"):
-                windows = _close_at_unpack(windows, _unpacked_all(ident, mine))
+            unpacks = _unpacked_all(ident, mine)
+            closed = [(low, min(high, next((t for t in unpacks if t >= low), high)))
+                      if container else (low, high) for low, high, container in raw]
+            windows = _merge(closed)
+            windows_done[ident] = _merge(windows_done.get(ident, []) + windows)
             for doc in mine:
                 t = doc["eventTime"]
                 if not _inside(t, windows):
@@ -173,38 +194,38 @@ async def walk(start: str, fetch: Fetch, limits: ProvenanceLimits) -> Walk:
                     steps[doc["_id"]] = (doc["pos"], step_of(doc, via))
                 if ident in doc.get("outputs", ()) and depth < limits.depth_max:
                     for source in doc.get("inputs", ()):
-                        _propose(proposals, source, [(OPEN_LOW, t)], f"input:{source}",
-                                 depth + 1)
+                        _propose(proposals, source, [(OPEN_LOW, t, False)],
+                                 f"input:{source}", depth + 1)
             for parent, inside in _containment(ident, mine, windows).items():
-                _propose(proposals, parent, inside, f"parent:{parent}", depth)
-            if len(steps) >= limits.events_max:
-                truncated = True
-                break
+                _propose(proposals, parent, [(low, high, True) for low, high in inside],
+                         f"parent:{parent}", depth)
+        if len(steps) > limits.events_max:
+            truncated = True
         frontier = {}
-        for ident, (windows, via, depth) in proposals.items():
+        for ident, (raw, via, depth) in proposals.items():
             known = windows_done.get(ident, [])
-            new = _subtract(windows, known)
+            new = [(low, high, container) for low0, high0, container in raw
+                   for low, high in _subtract([(low0, high0)], known)]
             if not new:
                 continue
-            fresh_id = ident not in windows_done
-            if fresh_id and len(windows_done) + len(frontier) >= limits.ids_max:
-                truncated = True
+            if ident not in windows_done and len(windows_done) + len(frontier) >= \
+                    limits.ids_max:
+                ids_exhausted = True  # the admitted ones are still walked
                 continue
             frontier[ident] = (new, via, depth)
-        for ident, (windows, _, _) in frontier.items():
-            windows_done[ident] = _merge(windows_done.get(ident, []) + windows)
     ordered = sorted(steps.values(), key=lambda s: (s[1]["eventTime"], s[0]))
-    return Walk([s for _, s in ordered[:limits.events_max]], truncated,
+    return Walk([s for _, s in ordered[:limits.events_max]], truncated or ids_exhausted,
                 frozenset(windows_done) | {start})
 
 
-def _propose(proposals: dict[str, tuple[list[Window], str, int]], ident: str,
-             windows: list[Window], via: str, depth: int) -> None:
+def _propose(proposals: dict[str, tuple[list[tuple[int, int, bool]], str, int]],
+             ident: str, windows: list[tuple[int, int, bool]], via: str,
+             depth: int) -> None:
     if ident in proposals:
         old, old_via, old_depth = proposals[ident]
-        proposals[ident] = (_merge(old + windows), old_via, min(old_depth, depth))
+        proposals[ident] = (sorted(set(old + windows)), old_via, min(old_depth, depth))
     else:
-        proposals[ident] = (_merge(windows), via, depth)
+        proposals[ident] = (sorted(set(windows)), via, depth)
 
 
 def _subtract(windows: list[Window], known: list[Window]) -> list[Window]:

@@ -234,7 +234,16 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock_exclusively(self.path.with_name(self.path.name + ".lock"))
+        lock = _lock_exclusively(self.path.with_name(self.path.name + ".lock"))
+        self._lock: int | None = lock
+        try:
+            self._open()
+        except BaseException:
+            os.close(lock)  # a store that failed to open holds no lock
+            self._lock = None
+            raise
+
+    def _open(self) -> None:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -346,12 +355,14 @@ class SqliteStore:
             self._lock = None
 
 
-def _lock_exclusively(path: Path) -> int | None:
+def _lock_exclusively(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as exc:
         os.close(fd)
+        if not isinstance(exc, BlockingIOError):
+            raise
         raise StoreInUse(f"{path.parent} is in use by another process (is another "
                          "'ecosphere up' or 'ecosphere run' using this data directory?)"
                          ) from None

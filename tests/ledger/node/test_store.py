@@ -182,3 +182,11 @@ def test_a_store_has_one_writer(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "chain.db")
     first.close()
     SqliteStore(tmp_path / "chain.db").close()  # released on close
+
+
+def test_a_store_that_fails_to_open_holds_no_lock(tmp_path: Path) -> None:
+    (tmp_path / "chain.db").write_bytes(b"this is not a SQLite database" * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        SqliteStore(tmp_path / "chain.db")
+    with pytest.raises(sqlite3.DatabaseError):  # not StoreInUse: the lock was released
+        SqliteStore(tmp_path / "chain.db")
