@@ -20,6 +20,7 @@ Every bound is named and configurable (``PolicyLimits``).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,9 @@ class PolicyLimits:
     signature_max_age_s: int = 300
     cors_origins: tuple[str, ...] = ()
     public_base_url: str | None = None  # set when a proxy terminates TLS in front
+    #: addresses (CIDR) of the proxies in front (the ingress): only from them is
+    #: X-Forwarded-For believed, so rate limits are per client, not per ingress pod
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class TokenBuckets:
@@ -92,6 +96,8 @@ class Policies:
     def __post_init__(self) -> None:
         self.buckets = TokenBuckets(self.limits.rate_per_s, self.limits.rate_burst,
                                     self.limits.buckets_max)
+        self._proxies = tuple(ipaddress.ip_network(n, strict=False)
+                              for n in self.limits.trusted_proxies)
 
     def middlewares(self) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
         """CORS outermost (so problems carry CORS headers too), then problems, then
@@ -129,7 +135,7 @@ class Policies:
         if "Signature" in request.headers or "Signature-Input" in request.headers:
             # Verification costs a body read and an Ed25519 check: the address pays for
             # it first, so forged signatures cannot bypass the rate limit.
-            self._limit(f"ip:{request.remote}")
+            self._limit(f"ip:{self.client_address(request)}")
             body = await request.read() if request.can_read_body else None
             try:
                 principal = verify_request(
@@ -148,11 +154,26 @@ class Policies:
         base = self.limits.public_base_url or f"{request.scheme}://{request.host}"
         return base.rstrip("/") + request.raw_path
 
+    # --- the client's address -------------------------------------------------------------
+
+    def client_address(self, request: web.Request) -> str:
+        """The address of the client: the peer, or — when the peer is one of the trusted
+        proxies (the ingress) — the right-most X-Forwarded-For entry that is not a
+        trusted proxy. Never trusted from anyone else (it would be spoofable)."""
+        peer = request.remote or ""
+        if not self._proxies or not _in_networks(peer, self._proxies):
+            return peer
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        for hop in reversed(hops):
+            if hop and not _in_networks(hop, self._proxies):
+                return hop
+        return peer
+
     # --- rate limits ----------------------------------------------------------------------
 
     @web.middleware
     async def rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self._limit(request.get(PRINCIPAL) or f"ip:{request.remote}")
+        self._limit(request.get(PRINCIPAL) or f"ip:{self.client_address(request)}")
         return await handler(request)
 
     def _limit(self, who: str) -> None:
@@ -170,7 +191,7 @@ class Policies:
             return await handler(request)
         if not 0 < len(key) <= 128:
             raise Problem(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 chars")
-        who = request.get(PRINCIPAL) or f"ip:{request.remote}"
+        who = request.get(PRINCIPAL) or f"ip:{self.client_address(request)}"
         # The key names one request: the same key on another path (or with another
         # query, e.g. ?wait=commit) is another request, not a replay.
         digest = hashlib.sha256(request.query_string.encode() + b"\0" + await request.read())
@@ -242,6 +263,17 @@ class Policies:
                 expired.append(slot)
         for slot in expired:
             self._forget(slot)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def principal_of(request: web.Request) -> str:

@@ -207,6 +207,7 @@ class ServiceNode:
                                              idempotency_entries_max=g.idempotency_entries_max,
                                              idempotency_bytes_max=g.idempotency_bytes_max,
                                              cors_origins=tuple(g.cors_origins),
+                                             trusted_proxies=tuple(g.trusted_proxies),
                                              public_base_url=g.public_base_url),
                                 resolve_key=self.resolve_key)
             app = web.Application(middlewares=policies.middlewares(),

@@ -115,3 +115,23 @@ def test_remembered_answers_are_bounded_by_bytes() -> None:
     policies = policies_holder[0]
     assert policies._idempotent_bytes <= 100_000 + 40_000
     assert len(policies._idempotent) <= 3
+
+
+def test_the_client_address_behind_a_trusted_proxy() -> None:
+    """Found in review: behind the ingress every client shared the ingress pod's rate
+    limit. X-Forwarded-For is believed from the configured proxies only."""
+    from aiohttp.test_utils import make_mocked_request
+
+    def address(peer: str, forwarded: str | None, proxies: tuple[str, ...]) -> str:
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        request = make_mocked_request("GET", "/a", headers=headers)
+        request._transport_peername = (peer, 1234)
+        policies = Policies(PolicyLimits(trusted_proxies=proxies), resolve_key=lambda _: None)
+        return policies.client_address(request)
+
+    proxies = ("10.0.0.0/8",)
+    assert address("10.1.2.3", "203.0.113.7", proxies) == "203.0.113.7"
+    assert address("10.1.2.3", "198.51.100.1, 203.0.113.7, 10.9.9.9", proxies) == \
+        "203.0.113.7"  # the right-most hop that is not a proxy
+    assert address("203.0.113.9", "1.2.3.4", proxies) == "203.0.113.9"  # not a proxy: ignored
+    assert address("10.1.2.3", "1.2.3.4", ()) == "10.1.2.3"  # no proxies configured

@@ -74,6 +74,9 @@ class GatewayOptions(_Strict):
     rate_burst: float = Field(4_000.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
     rate_buckets_max: int = Field(100_000, ge=1)  # callers tracked by the rate limiter
+    #: proxies (CIDR) whose X-Forwarded-For is believed, e.g. the ingress controller's
+    #: pod network; empty: the peer address is the client
+    trusted_proxies: list[str] = Field(default_factory=list)
     idempotency_ttl_s: float = Field(24 * 3600, gt=0)
     idempotency_entries_max: int = Field(100_000, ge=1)
     idempotency_bytes_max: int = Field(64 * 1024 * 1024, ge=1024)  # answers remembered
