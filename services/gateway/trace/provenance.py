@@ -43,6 +43,7 @@ clears everything. ``?fresh=true`` bypasses the cache.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -163,13 +164,16 @@ async def walk(start: str, fetch: Fetch, limits: ProvenanceLimits) -> Walk:
     while frontier and not truncated:
         ids = sorted(frontier)
         spans = [(ident, low, high) for ident in ids for low, high, _ in frontier[ident][0]]
-        docs = await fetch(spans, limits.events_max + 1)
-        if len(docs) > limits.events_max:
-            truncated = True
-        # containment a window starts inside: what the identifier was in just before
+        # and what a window's identifier was already inside when the window opened
         lookback = [(ident, low, OPEN_LOW) for ident in ids
                     for low, _, _ in frontier[ident][0] if low != OPEN_LOW]
-        earlier = await fetch(lookback, LOOKBACK_MAX) if lookback else []
+        if lookback:  # independent queries: one round trip's latency, not two
+            docs, earlier = await asyncio.gather(fetch(spans, limits.events_max + 1),
+                                                 fetch(lookback, LOOKBACK_MAX))
+        else:
+            docs, earlier = await fetch(spans, limits.events_max + 1), []
+        if len(docs) > limits.events_max:
+            truncated = True
         by_id: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
         seen_docs: set[tuple[str, str]] = set()
         for doc in [*earlier, *docs]:
