@@ -36,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from services.gateway import models as m
 from services.gateway.openapi import Endpoint
 from services.gateway.policies import principal_of
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, parse_json_body
 from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
@@ -232,11 +232,7 @@ class GatewayApi:
         if request.content_type != JSON:
             raise Problem(415, "unsupported_media_type", "send application/json")
         query = parse_query(request, m.SubmitQuery)
-        raw = await request.read()
-        try:
-            body = json.loads(raw, parse_float=_reject_float)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise Problem(400, "bad_json", f"body is not JSON: {exc}") from exc
+        body = parse_json_body(await request.read(), parse_float=_reject_float)
         batch = isinstance(body, dict) and set(body) == {"transactions"}
         items = body["transactions"] if batch else [body]
         if not isinstance(items, list) or not items:

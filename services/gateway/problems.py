@@ -67,6 +67,15 @@ class Problem(Exception):
                             content_type=PROBLEM_JSON, headers=headers)
 
 
+def parse_json_body(raw: bytes | str, **loads: Any) -> Any:
+    """A request body as JSON, or a 400 ``bad_json`` problem: malformed text, bad UTF-8
+    and nesting too deep for the parser are all the client's mistake, never a 500."""
+    try:
+        return json.loads(raw, **loads)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise Problem(400, "bad_json", f"body is not JSON: {str(exc)[:200]}") from exc
+
+
 def problem_from(exc: LedgerError) -> Problem:
     """The HTTP problem for a ledger error, keeping its stable code."""
     if isinstance(exc, MempoolRejected):

@@ -28,7 +28,7 @@ from pydantic import Field
 import services.gateway.trace.views  # noqa: F401  (registers the trace views)
 from services.gateway.models import Model, Open, PageQuery
 from services.gateway.openapi import Endpoint
-from services.gateway.problems import Problem
+from services.gateway.problems import Problem, parse_json_body
 from services.gateway.trace.provenance import (
     OPEN_HIGH,
     OPEN_LOW,
@@ -279,10 +279,7 @@ class TraceApi:
 
         if request.content_type != "application/json":
             raise Problem(415, "unsupported_media_type", "send application/json")
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError) as exc:
-            raise Problem(400, "bad_json", f"body is not JSON: {exc}") from exc
+        body = parse_json_body(await request.read())
         if not isinstance(body, dict) or not isinstance(body.get("document"), dict):
             raise Problem(422, "bad_payload", "send {document: <wrapped certificate>}")
         document = body["document"]

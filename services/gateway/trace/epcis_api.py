@@ -150,7 +150,7 @@ from services.gateway.api import GatewayApi, Receipt
 from services.gateway.models import Model, Open
 from services.gateway.openapi import Endpoint
 from services.gateway.policies import principal_of
-from services.gateway.problems import Problem, problem_from
+from services.gateway.problems import Problem, parse_json_body, problem_from
 from services.gateway.trace.views import EPCIS_EVENTS
 from services.gateway.views.queries import get_transaction, views_height
 from services.gateway.views.schema import POS_STRIDE, pos_of
@@ -1308,10 +1308,7 @@ class EpcisApi:
     async def _json_body(self, request: web.Request, model: type[BaseModel]) -> Any:
         if request.content_type != JSON:
             raise Problem(415, "unsupported_media_type", "send application/json")
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise Problem(400, "bad_json", f"body is not JSON: {exc}") from exc
+        body = parse_json_body(await request.read())
         try:
             return model.model_validate(body)
         except ValidationError as exc:
