@@ -413,7 +413,7 @@ class GatewayApi:
 
     async def get_validator_set(self, request: web.Request) -> web.Response:
         raw = request.match_info["validators_hash"]
-        if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
+        if not _is_hex32(raw):
             raise Problem(400, "bad_hash", "validators_hash must be 64 lowercase hex digits")
         found = self.runner.host.store.validator_set(bytes.fromhex(raw))
         if found is None:

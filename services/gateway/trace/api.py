@@ -17,7 +17,6 @@ provenance and penalties from the views.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,8 +40,6 @@ from services.ledger.core.errors import LedgerError
 from services.ledger.core.state import StateView
 from services.trace import documents, identifiers
 from services.trace.contract import certificate_in_force, clone_reason, item_key
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 #: what a provenance walk reads of each ``epcis_events`` document
 _STEP_FIELDS = {f: 1 for f in ("type", "action", "bizStep", "disposition", "eventTime",
@@ -275,7 +272,7 @@ class TraceApi:
             "certified": any(c["valid"] for c in certificates)})
 
     async def verify_certificate(self, request: web.Request) -> web.Response:
-        from services.gateway.api import json_response
+        from services.gateway.api import _is_hex32, json_response
 
         if request.content_type != "application/json":
             raise Problem(415, "unsupported_media_type", "send application/json")
@@ -287,7 +284,7 @@ class TraceApi:
         root = (document.get("signature") or {}).get("merkleRoot") if isinstance(
             document.get("signature"), dict) else None
         anchor = issuer = None
-        if isinstance(root, str) and _HEX64.fullmatch(root):
+        if isinstance(root, str) and _is_hex32(root):
             record = view.get(f"trace/anchor/{root}")
             if record is not None:
                 anchor = documents.AnchorRecord.from_state(record)
