@@ -140,6 +140,12 @@ class Block:
                          b',"last_commit":', encode_unchecked(last), b',"txs":[',
                          b",".join(tx.wire_bytes for tx in self.txs), b"]}"))
 
+    @cached_property
+    def txs_root(self) -> bytes:
+        """The Merkle root of the body's transactions (computed once per block object:
+        a proposal's body is checked on receipt and again when the block is judged)."""
+        return tx_root(self.txs)
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "header": self.header.to_wire(),
@@ -190,7 +196,7 @@ def check_body(block: Block) -> None:
     covers the header only, so a relaying node could pair a signed header with another
     body: such a pairing is refused as a message, never judged as a block."""
     h = block.header
-    if h.tx_count != len(block.txs) or h.tx_root != tx_root(block.txs):
+    if h.tx_count != len(block.txs) or h.tx_root != block.txs_root:
         raise InvalidBlock("tx_root does not match the transactions", code="bad_tx_root")
     last = ZERO_HASH if block.last_commit is None else block.last_commit.hash
     if h.last_commit_hash != last:
