@@ -89,6 +89,7 @@ from services.ledger.core.errors import (
 from services.ledger.core.execution import Application, BlockExecution, Rejection
 from services.ledger.core.genesis import ChainParams, Genesis
 from services.ledger.core.mempool import Mempool, MempoolLimits
+from services.ledger.core.regossip import Regossip, RegossipLimits
 from services.ledger.core.state import StateView
 from services.ledger.core.statetree import StateTree
 from services.ledger.core.transactions import KEY_ID_RE, Transaction
@@ -111,6 +112,7 @@ class ReplicaConfig:
     future_messages_max: int = 4_096  # buffered messages for the next height
     future_bytes_max: int = 64 * 1024 * 1024  # ... and their bytes in all
     future_per_sender_max: int = 256  # ... from one sender (junk cannot crowd out peers)
+    regossip: RegossipLimits = field(default_factory=RegossipLimits)
 
 
 # --- chain tip -----------------------------------------------------------------------
@@ -204,6 +206,7 @@ class Replica:
         self.config = config or ReplicaConfig()
         self.tip = tip
         self.mempool = Mempool(self.config.mempool)
+        self.regossip = Regossip(self.config.regossip)
         self.consensus = Tendermint(chain_id=self.chain_id, key=key, app=self,
                                     timeouts=self.config.timeouts)
         self.rejections: Counter[str] = Counter()
@@ -329,6 +332,7 @@ class Replica:
     def submit(self, tx: Transaction, now: int) -> list[Action]:
         """A transaction from a client: admit it (raises :class:`Rejected`) and gossip it."""
         self._admit(tx, now)
+        self.regossip.track(tx.hash, now)
         self._gossip_out.append(tx)
         out: list[Action] = []
         if len(self._gossip_out) >= self.config.tx_batch_txs_max:
@@ -381,9 +385,23 @@ class Replica:
     def _flush_txs(self, out: list[Action]) -> None:
         self._flush_pending = False
         batch, self._gossip_out = self._gossip_out, []
-        if batch and self.key is not None:
-            body = b'{"txs":[' + b",".join(tx.wire_bytes for tx in batch) + b"]}"
+        self._broadcast_txs(batch, out)
+
+    def _broadcast_txs(self, txs: list[Transaction], out: list[Action]) -> None:
+        if self.key is None:
+            return
+        step = self.config.tx_batch_txs_max
+        for start in range(0, len(txs), step):
+            body = b'{"txs":[' + b",".join(tx.wire_bytes for tx in txs[start:start + step]) \
+                + b"]}"
             out.append(Broadcast(seal_bytes(self.key, self.chain_id, "txs", body), "txs"))
+
+    def publish_failed(self, kind: str) -> None:
+        """The transport could not publish a message of ``kind``. Consensus messages are
+        re-sent by consensus itself when it stalls; transactions this replica accepted
+        from its clients are its responsibility: all pending ones go out again."""
+        if kind == "txs":
+            self.regossip.publish_failed()
 
     # --- network -------------------------------------------------------------------------
 
@@ -663,7 +681,7 @@ class Replica:
         if isinstance(payload, Timeout):
             self._from_consensus(self.consensus.on_timeout(payload, now), now, out)
         elif payload == GOSSIP:
-            self._gossip_tick(out)
+            self._gossip_tick(now, out)
         elif payload == FLUSH_TXS:
             self._flush_txs(out)
         elif isinstance(payload, tuple) and payload[0] == SYNC_RETRY:
@@ -675,10 +693,11 @@ class Replica:
                 self._continue_sync(peer, out)
         return out
 
-    def _gossip_tick(self, out: list[Action]) -> None:
+    def _gossip_tick(self, now: int, out: list[Action]) -> None:
         out.append(SetTimer(self.config.gossip_interval_ms, GOSSIP))
         if self.key is None:
             return
+        self._broadcast_txs(self.regossip.due(now, self.mempool.get), out)
         c = self.consensus
         status = {"height": self.tip.height, "round": c.round}
         out.append(Broadcast(seal(self.key, self.chain_id, "status", status), "status"))

@@ -22,9 +22,19 @@ messages (``x-message-ttl``), and dead-letter what the replica rejects.
 Publishing: publisher confirms with up to ``publish_in_flight_max``
 publishes outstanding (awaiting each is several times slower), ``mandatory``
 so an unroutable message comes back as an error instead of vanishing, a
-``message_id`` (SHA-256 of the body) for tracing. Receivers drop duplicates by
-the SHA-256 of the bytes they got (never trusting the id) and remember only
-accepted messages, so a message refused once is handled again when resent.
+``message_id`` (SHA-256 of the body) for tracing. A message that could not be
+published (the connection was down, the broker refused or returned it, the
+outbox was full) is counted and reported to ``on_publish_failed`` with its
+kind, so that whoever is responsible for it can send it again: the replica
+re-gossips the transactions it accepted from clients (``ledger.core.regossip``);
+consensus re-sends its own messages when it stalls.
+
+Receiving: consensus messages are de-duplicated by the SHA-256 of the bytes
+received (never trusting the id), remembering only accepted messages, so a
+message refused once is handled again when resent. Transaction batches are not:
+a re-sent batch must reach a replica that could not take it the first time
+(its mempool was full), and the replica drops transactions it already holds
+by hash before any signature check.
 Consuming: manual acknowledgement after the replica handled the message —
 which for a block means after it is durably stored, since the host's commit
 fsyncs before it returns — with bounded prefetch. ``connect_robust`` restores
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections import OrderedDict
@@ -128,6 +139,8 @@ class AmqpTransport:
         self.topology = topology or Topology()
         self.limits = limits or AmqpLimits()
         self.stats = TransportStats()
+        #: told the kind of every message that could not be published
+        self.on_publish_failed: Callable[[str], None] | None = None
         self._outbox: asyncio.Queue[tuple[str, str, bytes, str]] = asyncio.Queue(
             self.limits.outbox_max)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
@@ -151,9 +164,17 @@ class AmqpTransport:
         try:
             self._outbox.put_nowait((exchange, routing_key, data, kind))
         except asyncio.QueueFull:
-            # The broker is gone or too slow: consensus re-sends what matters and
-            # clients resubmit; counted, never silent.
+            # The broker is gone or too slow: counted, and reported to the sender
+            # (consensus re-sends what matters, the replica re-gossips transactions).
             self.stats.outbox_dropped += 1
+            self._report_failure(kind)
+
+    def _report_failure(self, kind: str) -> None:
+        if self.on_publish_failed is not None:
+            try:
+                self.on_publish_failed(kind)
+            except Exception:
+                log.exception("the publish-failure callback failed")
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -201,7 +222,7 @@ class AmqpTransport:
             arguments={**common, "x-message-ttl": limits.consensus_ttl_ms})
         await consensus.bind(ex["consensus"])
         await consensus.bind(ex["direct"], routing_key=self.node_id)
-        await consensus.consume(self._on_message)
+        await consensus.consume(self._on_consensus_message)
         if self.validator:
             # Declared (idempotently) on the consuming channel, so that the robust
             # channel re-declares, re-binds and re-consumes it after a reconnection.
@@ -211,7 +232,7 @@ class AmqpTransport:
                 t.queue(self.node_id, "txs"), durable=True,
                 arguments={**common, "x-message-ttl": limits.txs_ttl_ms})
             await txs.bind(txs_exchange)
-            await txs.consume(self._on_message)
+            await txs.consume(self._on_txs_message)
 
     def _on_reconnect(self, *_: object) -> None:
         self.stats.reconnects += 1
@@ -236,7 +257,15 @@ class AmqpTransport:
 
     # --- receiving ---------------------------------------------------------------------
 
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def _on_consensus_message(self, message: aio_pika.abc.AbstractIncomingMessage
+                                    ) -> None:
+        await self._on_message(message, dedup=True)
+
+    async def _on_txs_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        await self._on_message(message, dedup=False)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage, *,
+                          dedup: bool = True) -> None:
         self.stats.received += 1
         body = message.body
         if len(body) > self.limits.message_bytes_max:
@@ -249,7 +278,7 @@ class AmqpTransport:
         # accepted: a message refused now (a key not yet known, a height not yet
         # reached) must be handled again when a peer resends the very same bytes.
         message_id = hashlib.sha256(body).digest()
-        if message_id in self._seen:
+        if dedup and message_id in self._seen:
             self.stats.duplicates += 1
             await _settle(message.ack())
             return
@@ -259,7 +288,8 @@ class AmqpTransport:
             log.exception("delivering a message failed")
             ok = False
         if ok:
-            self._remember(message_id)
+            if dedup:
+                self._remember(message_id)
             await _settle(message.ack())
         else:
             self.stats.rejected += 1
@@ -288,26 +318,31 @@ class AmqpTransport:
                                                        mandatory=True)
                 future = asyncio.ensure_future(publish)
             except (AMQPError, RuntimeError, ConnectionError) as exc:
-                await self._publish_failed(exc)
+                await self._publish_failed(exc, kind)
                 continue
             self._in_flight.add(future)
-            future.add_done_callback(self._published)
+            future.add_done_callback(functools.partial(self._published, kind=kind))
 
-    def _published(self, future: asyncio.Future[Any]) -> None:
+    def _published(self, future: asyncio.Future[Any], kind: str) -> None:
         self._in_flight.discard(future)
         if future.cancelled():
+            self.stats.publish_failed += 1
+            self._report_failure(kind)
             return
         exc = future.exception()
         if exc is None:
             self.stats.published += 1
-        elif isinstance(exc, DeliveryError) and getattr(exc, "message", None) is not None:
+            return
+        if isinstance(exc, DeliveryError) and getattr(exc, "message", None) is not None:
             self.stats.unroutable += 1  # returned: no queue bound (peer not there yet)
         else:
             self.stats.publish_failed += 1
             log.debug("publish failed: %r", exc)
+        self._report_failure(kind)
 
-    async def _publish_failed(self, exc: BaseException) -> None:
+    async def _publish_failed(self, exc: BaseException, kind: str) -> None:
         self.stats.publish_failed += 1
+        self._report_failure(kind)
         log.warning("publish failed, backing off: %r", exc)
         await asyncio.sleep(self.limits.reconnect_backoff_s)
 

@@ -99,6 +99,11 @@ class Host:
             return
         self.run(self.replica.submit(tx, self.clock()))
 
+    def publish_failed(self, kind: str) -> None:
+        """The transport could not publish a message of ``kind`` (see Replica.publish_failed)."""
+        if not self.stopped:
+            self.replica.publish_failed(kind)
+
     def _timer(self, payload: Any) -> None:
         if not self.stopped:
             self.run(self.replica.on_timer(payload, self.clock()))

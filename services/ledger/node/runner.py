@@ -87,6 +87,10 @@ class NodeRunner:
         self.guard(run)
         return accepted[0]
 
+    def publish_failed(self, kind: str) -> None:
+        """The transport's report of a message it could not publish."""
+        self.guard(lambda: self.host.publish_failed(kind))
+
     def guard(self, fn: Callable[[], Any]) -> None:
         """Run ``fn``; a broken invariant stops this replica (corrupt state must not spread)."""
         if self.host.stopped:

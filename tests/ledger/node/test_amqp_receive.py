@@ -56,3 +56,60 @@ def test_accepted_duplicates_are_dropped_by_content_not_by_the_claimed_id() -> N
                                    Incoming(b"b", "same-id"), Incoming(b"a", "other-id"))
     assert delivered == [b"a", b"b"]  # a forged id cannot suppress other bytes
     assert transport.stats.duplicates == 1
+
+
+def test_a_resent_transaction_batch_is_never_dropped_as_a_duplicate() -> None:
+    """A batch a replica took once (its envelope was fine) may have had transactions its
+    full mempool refused: the sender's re-gossip must reach it again."""
+    delivered: list[bytes] = []
+
+    def deliver(body: bytes) -> bool:
+        delivered.append(body)
+        return True
+
+    async def run() -> AmqpTransport:
+        transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                                  deliver=deliver)
+        for _ in range(2):
+            await transport._on_txs_message(Incoming(b"txs"))  # type: ignore[arg-type]
+        return transport
+
+    transport = asyncio.run(run())
+    assert delivered == [b"txs", b"txs"] and transport.stats.duplicates == 0
+
+
+class FailingExchange:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def publish(self, message: object, routing_key: str, mandatory: bool) -> None:
+        raise self.error
+
+
+def test_a_publish_that_fails_is_reported_to_the_sender_with_its_kind() -> None:
+    """The regression: a failed publish was counted and dropped, and nobody re-sent the
+    transactions it carried (their senders stayed wedged)."""
+    from aio_pika.exceptions import ChannelClosed
+
+    failed: list[str] = []
+
+    async def run() -> AmqpTransport:
+        transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                                  deliver=lambda _: True)
+        transport.limits = type(transport.limits)(reconnect_backoff_s=0.0)
+        transport.on_publish_failed = failed.append
+        transport._exchanges = {"txs": FailingExchange(ChannelClosed()),  # type: ignore[dict-item]
+                                "consensus": FailingExchange(ConnectionError())}  # type: ignore[dict-item]
+        task = asyncio.create_task(transport._publisher())
+        transport.broadcast(b"batch", "txs")
+        transport.broadcast(b"vote", "vote")
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if len(failed) == 2:
+                break
+        task.cancel()
+        return transport
+
+    transport = asyncio.run(run())
+    assert failed == ["txs", "vote"]
+    assert transport.stats.publish_failed == 2
