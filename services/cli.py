@@ -69,9 +69,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     from services.ledger.node.amqp import broker_answers
     from services.ledger.node.settings import DEFAULT_AMQP_URL
-    from services.runtime.datadir import DataDir, ensure_genesis
+    from services.runtime.datadir import DataDir, ensure_genesis, lock_network
 
     data = DataDir(Path(args.data))
+    lock = lock_network(data)  # raises NetworkInUse: one clear line, exit 2
     genesis = ensure_genesis(data)
     configured = os.environ.get("ECOSPHERE_AMQP_URL")
 
@@ -85,43 +86,62 @@ def _cmd_up(args: argparse.Namespace) -> int:
         url = configured or DEFAULT_AMQP_URL
         if args.embedded or (not configured and not await broker_answers(url)):
             return await _up_embedded(args, data, stop)
-        return await _up_processes(args, data, url, stop)
+        return await _up_processes(args, data, genesis, url, stop)
 
     print(f"ecosphere: chain {genesis.chain_id}, genesis {genesis.hash.hex()[:16]}, "
           f"data in {data.root}", flush=True)
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:
+        lock.close()
 
 
-async def _up_processes(args: argparse.Namespace, data: object, url: str,
+async def _up_processes(args: argparse.Namespace, data: object, genesis: object, url: str,
                         stop: object) -> int:
     import asyncio
     import os
 
-    from services.runtime.network import ProcessNetwork, log_tail
+    from services.ledger.core.genesis import Genesis
+    from services.ledger.node import keys
+    from services.runtime.datadir import DataDir, network_prefix
+    from services.runtime.network import ProcessNetwork
+    from services.runtime.uptraffic import LoadStats, drive_load, report
 
-    assert isinstance(stop, asyncio.Event)
-    # The operator's topology prefix (two networks on one broker must not share one).
-    prefix = os.environ.get("ECOSPHERE_AMQP__PREFIX", "ecosphere")
-    network = ProcessNetwork(data, args.port, url, prefix=prefix)  # type: ignore[arg-type]
-    print(f"ecosphere: five services as processes over RabbitMQ at "
-          f"{_redact(url)}; logs in <data>/<service>/service.log", flush=True)
+    if not (isinstance(stop, asyncio.Event) and isinstance(data, DataDir)
+            and isinstance(genesis, Genesis)):
+        raise TypeError("_up_processes: wrong argument types")
+    # The network's own topology prefix: two networks on one broker never share queues
+    # or exchanges (the operator may still name one with ECOSPHERE_AMQP__PREFIX).
+    prefix = os.environ.get("ECOSPHERE_AMQP__PREFIX") or network_prefix(genesis)
+    network = ProcessNetwork(data, args.port, url, prefix=prefix,
+                             status_path=data.root / "up.json")
+    print(f"ecosphere: five services as processes over RabbitMQ at {_redact(url)} "
+          f"(topology prefix {prefix}); logs in <data>/<service>/service.log", flush=True)
     await network.start()
-    print(f"ecosphere: gateway at http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=0.5)
-        dead = network.exited()
-        if dead:
-            for service in dead:
-                print(f"ecosphere: {service} exited with "
-                      f"{network.procs[service].returncode}:\n"
-                      f"{log_tail(network.data.log(service))}", file=sys.stderr, flush=True)
-            break
+    gateway = f"http://127.0.0.1:{args.port}"
+    print(f"ecosphere: gateway at {gateway} (Ctrl-C stops; a service that dies is "
+          "restarted)", flush=True)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if "exited" in line or "killed" in line else sys.stdout,
+              flush=True)
+
+    tasks = []
+    load = LoadStats() if args.load else None
+    if load is not None:
+        tasks.append(asyncio.create_task(drive_load(gateway, keys.load(data.demo_key),
+                                                    args.load, stop, load)))
+    if args.report_s > 0:
+        tasks.append(asyncio.create_task(report(gateway, args.report_s, stop, say, load)))
+    code = await network.supervise(stop, say)
+    stop.set()
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
     codes = await network.stop()
     failed = {s: c for s, c in codes.items() if c not in (0, None)}
     print("ecosphere: stopped cleanly" if not failed else f"ecosphere: exit codes {failed}",
           flush=True)
-    return 1 if failed else 0
+    return code or (1 if failed else 0)
 
 
 async def _up_embedded(args: argparse.Namespace, data: object, stop: object) -> int:
@@ -150,7 +170,10 @@ async def _up_embedded(args: argparse.Namespace, data: object, stop: object) -> 
     last = (0, 0)
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=args.report_s)
+            await asyncio.wait_for(stop.wait(), timeout=args.report_s if args.report_s > 0
+                                   else 3600)
+        if args.report_s <= 0:
+            continue
         height, txs = stats["height"], stats["txs"]
         print(f"ecosphere: height={height} txs={txs} "
               f"(+{height - last[0]} blocks, +{txs - last[1]} txs)", flush=True)
@@ -257,6 +280,45 @@ def _cmd_views(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_broker(args: argparse.Namespace) -> int:
+    """Remove a network's queues and exchanges from the broker (``broker remove``)."""
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from services.ledger.node.amqp import Topology, broker_answers, delete_topology
+    from services.ledger.node.settings import DEFAULT_AMQP_URL
+    from services.runtime.datadir import DataDir, load_genesis, lock_network, network_prefix
+
+    data = DataDir(Path(args.data))
+    if not data.genesis_path.exists():
+        print(f"ecosphere: no network in {data.root} (no genesis.json); give the --data "
+              "of the network whose topology to remove", file=sys.stderr)
+        return 2
+    lock = lock_network(data)  # never pull the queues from under a running network
+    try:
+        genesis = load_genesis(data)
+        prefix = args.prefix or os.environ.get("ECOSPHERE_AMQP__PREFIX") or network_prefix(
+            genesis)
+        url = args.amqp_url or os.environ.get("ECOSPHERE_AMQP_URL") or DEFAULT_AMQP_URL
+        node_ids = sorted({k.key_id for k in genesis.keys if "node" in k.permissions}
+                          | {v.key_id for v in genesis.validators.validators})
+
+        async def remove() -> bool:
+            if not await broker_answers(url):
+                return False
+            await delete_topology(url, Topology(prefix), node_ids)
+            return True
+
+        if not asyncio.run(remove()):
+            print(f"ecosphere: no AMQP broker answers at {_redact(url)}", file=sys.stderr)
+            return 2
+    finally:
+        lock.close()
+    print(json.dumps({"removed_prefix": prefix, "queues_of_nodes": len(node_ids)}))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.runtime.demo import run_demo
 
@@ -360,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--duration", type=float, default=0, help="stop after S seconds")
     up.add_argument("--load", type=int, default=0,
                     help="a demo merchant anchors documents at this rate (tx/s)")
-    up.add_argument("--report-s", type=float, default=2.0)
+    up.add_argument("--report-s", type=float, default=2.0,
+                    help="print a progress line this often (0: never)")
     up.set_defaults(func=_cmd_up)
 
     run = sub.add_parser("run", help="run one service (settings from ECOSPHERE_*)")
@@ -382,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
                                            "server (stop the gateway first)")
     views.add_argument("--db-name", default="ecosphere")
     views.set_defaults(func=_cmd_views)
+
+    broker = sub.add_parser("broker", help="the network's RabbitMQ topology")
+    broker.add_argument("action", choices=["remove"],
+                        help="remove: delete the network's queues and exchanges (stop "
+                             "'ecosphere up' first; they are declared again at the next start)")
+    broker.add_argument("--data", default="data", help="the network's data directory")
+    broker.add_argument("--prefix", help="topology prefix (default: the network's own, "
+                                         "from its genesis, or $ECOSPHERE_AMQP__PREFIX)")
+    broker.add_argument("--amqp-url", help="else $ECOSPHERE_AMQP_URL, else the local broker")
+    broker.set_defaults(func=_cmd_broker)
 
     demo = sub.add_parser("demo", help="play the supply-chain scenario against 'ecosphere up'")
     demo.add_argument("--gateway", default="http://127.0.0.1:8080")
@@ -423,10 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from services.ledger.node.keys import KeyFileError
     from services.ledger.node.settings import ConfigFileError
     from services.ledger.node.store import StoreInUse
+    from services.runtime.datadir import NetworkInUse
 
     try:
         return int(args.func(args))
-    except (StoreInUse, KeyFileError, ConfigFileError, ValidationError) as exc:
+    except (StoreInUse, NetworkInUse, KeyFileError, ConfigFileError,
+            ValidationError) as exc:
         # An operator's mistake: one clear line, no traceback.
         print(f"ecosphere: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,8 @@ Layout (created when absent)::
     gateway/relay.key         the gateway's relay key (operator member): signed captures
                               and consumer scans go on the chain as its transactions
     client/demo.key           a demo merchant key, for ``--load``
+    up.lock                   held by the ``ecosphere up`` running this network (its pid)
+    up.json                   that ``up``'s children: pids, restarts, last exit codes
 
 The validators are the four organisations of the consortium; the gateway's
 node key belongs to the platform operator, with the ``node`` permission only
@@ -18,10 +20,12 @@ node key belongs to the platform operator, with the ``node`` permission only
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.encoding import decode, encode_unchecked
@@ -66,6 +70,38 @@ class DataDir:
     @property
     def demo_key(self) -> Path:
         return self.root / "client" / "demo.key"
+
+
+class NetworkInUse(RuntimeError):
+    """Another ``ecosphere up`` runs this data directory's network."""
+
+
+def lock_network(data: DataDir) -> TextIO:
+    """Hold ``<data>/up.lock`` for as long as the returned file stays open: one ``up`` per
+    data directory. Raises :class:`NetworkInUse` naming the running one's pid."""
+    data.root.mkdir(parents=True, exist_ok=True)
+    path = data.root / "up.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise NetworkInUse(f"another 'ecosphere up' (pid {holder}) runs the network in "
+                           f"{data.root}; stop it first (Ctrl-C or kill {holder}), or use "
+                           f"another --data") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def network_prefix(genesis: Genesis) -> str:
+    """The AMQP topology prefix of a network: its own, from its genesis, so networks
+    sharing a broker never share queues or exchanges."""
+    return f"ecosphere-{genesis.hash.hex()[:12]}"
 
 
 def load_genesis(data: DataDir) -> Genesis:

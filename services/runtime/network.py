@@ -1,24 +1,59 @@
-"""``ecosphere up``: the five services as separate processes over RabbitMQ.
+"""``ecosphere up``: the five services as separate processes over RabbitMQ, supervised.
 
 Each service runs as ``python -m services.cli run <service>`` with its
 settings in the environment, its log in ``<data>/<service>/service.log``.
 Validators serve their admin endpoints on ``port + 1 .. port + 4``; the
-gateway serves the API on ``port``. SIGINT/SIGTERM stop every child
-(SIGTERM, then SIGKILL after a grace period) and ``up`` exits when all have.
+gateway serves the API on ``port``.
+
+Supervision (:meth:`ProcessNetwork.supervise`): a service that dies is
+restarted with exponential backoff (``RestartPolicy``) while the others keep
+running — four validators tolerate one fault, and a restarted replica catches
+up from its peers. Restarts are printed, counted in the restarted service's
+``/metrics`` (``ecosphere_restarts_total``) and written, with every child's
+pid, to ``<data>/up.json``. A child that exits with code 2 (an operator's
+mistake: a store in use, bad settings) is not restarted: everything stops and
+``up`` exits 2 with that child's last log lines. Only SIGINT/SIGTERM stop the
+network otherwise (SIGTERM to every child, then SIGKILL after a grace period).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.runtime.datadir import SERVICES, DataDir
 
 STOP_GRACE_S = 10.0
+EXIT_OPERATOR_ERROR = 2  # what ``ecosphere run`` exits with for a mistake restarts cannot fix
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    stable_s: float = 60.0  # a child up this long restarts next time without delay
+    poll_s: float = 0.2  # how often children are checked
+
+    def delay(self, restarts_in_a_row: int) -> float:
+        doublings = max(0, restarts_in_a_row - 1)
+        return float(min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** doublings))
+
+
+@dataclass
+class ChildState:
+    restarts: int = 0  # restarts since ``up`` started
+    in_a_row: int = 0  # restarts since the child last ran for ``stable_s``
+    started_at: float = 0.0  # monotonic
+    restart_at: float | None = None  # monotonic time of a scheduled restart
+    last_exit: int | None = None
 
 
 def admin_port(port: int, service: str) -> int:
@@ -33,6 +68,8 @@ class ProcessNetwork:
     prefix: str = "ecosphere"
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    children: dict[str, ChildState] = field(default_factory=dict)
+    status_path: Path | None = None  # where ``supervise`` writes pids and restarts
 
     def env(self, service: str) -> dict[str, str]:
         env = {**os.environ, **self.extra_env,
@@ -41,7 +78,8 @@ class ProcessNetwork:
                "ECOSPHERE_AMQP_URL": self.amqp_url,
                "ECOSPHERE_AMQP__PREFIX": self.prefix,
                "PYTHONUNBUFFERED": "1",
-               "ECOSPHERE_PARENT_PID": str(os.getpid())}
+               "ECOSPHERE_PARENT_PID": str(os.getpid()),
+               "ECOSPHERE_RESTARTS": str(self.children.get(service, ChildState()).restarts)}
         if service == "gateway":
             env["ECOSPHERE_GATEWAY__PORT"] = str(self.port)
             # One machine: webhook receivers on this machine are the local developer's.
@@ -59,6 +97,8 @@ class ProcessNetwork:
             stdout=log_file, stderr=log_file, start_new_session=True)
         log_file.close()
         self.procs[service] = proc
+        state = self.children.setdefault(service, ChildState())
+        state.started_at, state.restart_at = time.monotonic(), None
         return proc
 
     async def start(self) -> None:
@@ -89,6 +129,73 @@ class ProcessNetwork:
 
     def exited(self) -> list[str]:
         return [s for s, p in self.procs.items() if p.returncode is not None]
+
+    async def supervise(self, stop: asyncio.Event, say: Callable[[str], None],
+                        policy: RestartPolicy | None = None) -> int:
+        """Keep every service running until ``stop``; returns ``up``'s exit code."""
+        policy = policy or RestartPolicy()
+        self.write_status()
+        code = 0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=policy.poll_s)
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            changed = False
+            for service in list(self.procs):
+                proc, state = self.procs[service], self.children[service]
+                if proc.returncode is not None and state.restart_at is None:
+                    changed = True
+                    state.last_exit = proc.returncode
+                    if proc.returncode == EXIT_OPERATOR_ERROR:
+                        say(f"ecosphere: {service} exited with {proc.returncode} (a setting or "
+                            f"a busy store: restarting cannot help); stopping:\n"
+                            f"{log_tail(self.data.log(service))}")
+                        code = EXIT_OPERATOR_ERROR
+                        stop.set()
+                        break
+                    state.in_a_row = 1 if now - state.started_at >= policy.stable_s \
+                        else state.in_a_row + 1
+                    delay = policy.delay(state.in_a_row)
+                    state.restart_at = now + delay
+                    say(f"ecosphere: {service} {describe_exit(proc.returncode)}; restarting "
+                        f"in {delay:.1f}s (restart {state.restarts + 1}); last log lines:\n"
+                        f"{log_tail(self.data.log(service), 3)}")
+                elif state.restart_at is not None and state.restart_at <= now:
+                    state.restarts += 1
+                    await self.start_one(service)
+                    changed = True
+                    say(f"ecosphere: {service} restarted (pid {self.procs[service].pid}, "
+                        f"restart {state.restarts})")
+            if changed:
+                self.write_status()
+        return code
+
+    def write_status(self) -> None:
+        """``<data>/up.json``: each child's pid, restarts and last exit (atomically)."""
+        if self.status_path is None:
+            return
+        status = {"pid": os.getpid(), "port": self.port, "amqp_prefix": self.prefix,
+                  "services": {
+                      service: {"pid": proc.pid,
+                                "running": proc.returncode is None,
+                                "restarts": self.children[service].restarts,
+                                "last_exit": self.children[service].last_exit}
+                      for service, proc in self.procs.items()}}
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=2, sort_keys=True))
+        os.replace(tmp, self.status_path)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with {returncode}"
 
 
 def log_tail(path: Path, lines: int = 5) -> str:

@@ -35,6 +35,7 @@ from services.ledger.core.consensus.tendermint import TimeoutParams
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.mempool import MempoolLimits
+from services.ledger.core.regossip import RegossipLimits
 from services.ledger.core.replica import ReplicaConfig
 from services.ledger.core.state import StateView
 from services.ledger.node import keys
@@ -64,6 +65,10 @@ def replica_config(settings: NodeSettings) -> ReplicaConfig:
         sync_batch_blocks_max=limits.sync_batch_blocks_max,
         sync_timeout_ms=limits.sync_timeout_ms,
         message_bytes_max=limits.message_bytes_max,
+        regossip=RegossipLimits(resend_after_ms=limits.tx_resend_after_ms,
+                                resend_max_ms=max(limits.tx_resend_max_ms,
+                                                  limits.tx_resend_after_ms),
+                                per_tick_max=limits.tx_resend_per_tick_max),
     )
 
 
@@ -111,6 +116,7 @@ class ServiceNode:
                                  transport=transport, config=replica_config(s))
         self.metrics = ReplicaMetrics(self.runner.host.replica, s.service)
         self.metrics.transport = self.transport_stats
+        self.metrics.restarts = s.restarts
         self.runner.host.listeners.committed.append(self.metrics.on_commit)
         if s.service == "gateway":
             self.gateway = GatewayApi(self.runner, s.gateway)
@@ -303,6 +309,7 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
                               limits=amqp_limits(settings))
     node.transport_stats = transport.stats
     node.boot(transport)
+    transport.on_publish_failed = node.runner.publish_failed
     # /healthz, /readyz ("not connected") and /metrics answer while the broker is away.
     port = await node.serve_http()
     if not await _connect(transport, stop):  # stopped before the broker came

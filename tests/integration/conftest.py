@@ -12,7 +12,10 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +31,7 @@ from services.ledger.core.transactions import Transaction, sign_transaction
 from services.ledger.node import keys
 from services.ledger.node.amqp import Topology, broker_answers, delete_topology
 from services.ledger.node.settings import DEFAULT_AMQP_URL
-from services.runtime.datadir import SERVICES, DataDir, ensure_genesis
+from services.runtime.datadir import SERVICES, DataDir, ensure_genesis, network_prefix
 from services.runtime.network import ProcessNetwork, admin_port
 
 AMQP_URL = os.environ.get("ECOSPHERE_TEST_AMQP_URL", DEFAULT_AMQP_URL)
@@ -68,40 +71,16 @@ def free_port_block(size: int = 5) -> int:
     raise RuntimeError("no free port block")
 
 
-class Net:
-    """A running five-process network and a tiny client for it (the SDK comes later)."""
+class RunningNetwork:
+    """What tests do with a running five-service network, however it was started."""
 
-    def __init__(self, root: Path, url: str, env: dict[str, str] | None = None) -> None:
-        self.data = DataDir(root)
-        self.genesis = ensure_genesis(self.data)
-        self.port = free_port_block()
-        self.prefix = f"test-{uuid.uuid4().hex[:10]}"
-        self.url = url
-        self.network = ProcessNetwork(self.data, self.port, url, prefix=self.prefix,
-                                      extra_env={"ECOSPHERE_LOG_LEVEL": "INFO", **(env or {})})
-        self.loop = asyncio.new_event_loop()
-        self.client_key: PrivateKey = keys.load(self.data.demo_key)
-        self.nonce = 0
-
-    # --- processes -----------------------------------------------------------------
-
-    def start(self, *services: str) -> None:
-        for service in services or SERVICES:
-            self.loop.run_until_complete(self.network.start_one(service))
-
-    def stop(self, service: str) -> int | None:
-        return self.loop.run_until_complete(self.network.stop_one(service))
-
-    def kill9(self, service: str) -> None:
-        self.network.kill(service)
-        proc = self.network.procs[service]
-        self.loop.run_until_complete(proc.wait())
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.network.stop())
-        node_ids = [keys.load(self.data.node_key(s)).key_id for s in SERVICES]
-        self.loop.run_until_complete(delete_topology(self.url, Topology(self.prefix), node_ids))
-        self.loop.close()
+    data: DataDir
+    genesis: Any
+    port: int
+    prefix: str
+    url: str
+    client_key: PrivateKey
+    nonce: int
 
     # --- HTTP --------------------------------------------------------------------------
 
@@ -161,14 +140,20 @@ class Net:
 
     # --- transactions -----------------------------------------------------------------
 
-    def tx(self, label: str = "") -> Transaction:
-        digest = hashlib.sha256(f"{self.prefix}/{self.nonce}/{label}".encode()).hexdigest()
-        tx = sign_transaction(self.client_key, chain_id=self.genesis.chain_id,
-                              kind="notary.anchor", nonce=self.nonce,
-                              payload={"digest": digest, "label": label[:100]},
-                              created_at=int(time.time() * 1000))
-        self.nonce += 1
-        return tx
+    def tx(self, label: str = "", key: PrivateKey | None = None,
+           nonce: int | None = None) -> Transaction:
+        """A notary anchor by the demo key (its running nonce) or by ``key`` at ``nonce``."""
+        if key is None:
+            key, nonce = self.client_key, self.nonce
+            self.nonce += 1
+        if nonce is None:
+            raise ValueError("a key other than the demo key needs its nonce")
+        digest = hashlib.sha256(f"{self.prefix}/{key.key_id}/{nonce}/{label}".encode()
+                                ).hexdigest()
+        return sign_transaction(key, chain_id=self.genesis.chain_id,
+                                kind="notary.anchor", nonce=nonce,
+                                payload={"digest": digest, "label": label[:100]},
+                                created_at=int(time.time() * 1000))
 
     def submit(self, txs: list[Transaction], *, wait: bool = True) -> list[dict[str, Any]]:
         query = "?wait=commit" if wait else ""
@@ -176,6 +161,113 @@ class Net:
                                  {"transactions": [t.to_wire() for t in txs]})
         assert status in (200, 202), body
         return list(body["transactions"])
+
+
+class Net(RunningNetwork):
+    """The five services as processes the test starts and stops one by one (no
+    supervisor: a service the test stops stays stopped)."""
+
+    def __init__(self, root: Path, url: str, env: dict[str, str] | None = None) -> None:
+        self.data = DataDir(root)
+        self.genesis = ensure_genesis(self.data)
+        self.port = free_port_block()
+        self.prefix = f"test-{uuid.uuid4().hex[:10]}"
+        self.url = url
+        self.network = ProcessNetwork(self.data, self.port, url, prefix=self.prefix,
+                                      extra_env={"ECOSPHERE_LOG_LEVEL": "INFO", **(env or {})})
+        self.loop = asyncio.new_event_loop()
+        self.client_key: PrivateKey = keys.load(self.data.demo_key)
+        self.nonce = 0
+
+    def start(self, *services: str) -> None:
+        for service in services or SERVICES:
+            self.loop.run_until_complete(self.network.start_one(service))
+
+    def stop(self, service: str) -> int | None:
+        return self.loop.run_until_complete(self.network.stop_one(service))
+
+    def kill9(self, service: str) -> None:
+        self.network.kill(service)
+        proc = self.network.procs[service]
+        self.loop.run_until_complete(proc.wait())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.network.stop())
+        node_ids = [keys.load(self.data.node_key(s)).key_id for s in SERVICES]
+        self.loop.run_until_complete(delete_topology(self.url, Topology(self.prefix), node_ids))
+        self.loop.close()
+
+
+class UpNet(RunningNetwork):
+    """The network as a user runs it: ``ecosphere up`` in a child process, which starts
+    and supervises the five services (its children: pids in ``<data>/up.json``)."""
+
+    def __init__(self, root: Path, url: str, *, senders: int = 0,
+                 env: dict[str, str] | None = None) -> None:
+        self.data = DataDir(root)
+        # Extra member keys (the benchmark's deterministic ones) for many senders.
+        self.genesis = ensure_genesis(self.data, bench_clients=senders)
+        self.port = free_port_block()
+        self.prefix = network_prefix(self.genesis)
+        self.url = url
+        self.env = {**os.environ, "ECOSPHERE_AMQP_URL": url, "ECOSPHERE_LOG_LEVEL": "INFO",
+                    **(env or {})}
+        self.env.pop("ECOSPHERE_AMQP__PREFIX", None)
+        self.client_key = keys.load(self.data.demo_key)
+        self.nonce = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.out_path = root / "up.out"
+
+    def start(self) -> None:
+        out = self.out_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up", "--data", str(self.data.root),
+             "--port", str(self.port), "--report-s", "0"],
+            env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def status(self) -> dict[str, Any]:
+        path = self.data.root / "up.json"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                return dict(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        raise AssertionError(f"no up.json; up said:\n{self.output()}")
+
+    def pid(self, service: str) -> int:
+        return int(self.status()["services"][service]["pid"])
+
+    def kill9(self, service: str) -> int:
+        """SIGKILL one of ``up``'s children; returns the pid killed."""
+        pid = self.pid(service)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, service: str, old_pid: int, timeout: float = 30.0) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            entry = self.status()["services"][service]
+            if entry["pid"] != old_pid and entry["running"]:
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise AssertionError(f"{service} was not restarted; up said:\n{self.output()}")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        subprocess.run([sys.executable, "-m", "services.cli", "broker", "remove", "--data",
+                        str(self.data.root), "--amqp-url", self.url], check=False,
+                       capture_output=True, timeout=60)
 
 
 @pytest.fixture
@@ -192,6 +284,20 @@ def net_factory(broker_url: str, tmp_path: Path) -> Iterator[Any]:
         net.close()
 
 
+@pytest.fixture
+def up_factory(broker_url: str, tmp_path: Path) -> Iterator[Any]:
+    nets: list[UpNet] = []
+
+    def make(senders: int = 0, env: dict[str, str] | None = None, name: str = "up") -> UpNet:
+        net = UpNet(tmp_path / name, broker_url, senders=senders, env=env)
+        nets.append(net)
+        return net
+
+    yield make
+    for net in nets:
+        net.close()
+
+
 def read_chain(db: Path) -> dict[int, bytes]:
     import sqlite3
 
@@ -200,6 +306,10 @@ def read_chain(db: Path) -> dict[int, bytes]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         return {h: bytes(b) for h, b in conn.execute("SELECT height, hash FROM blocks")}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # the store is being created right now
+            return {}
+        raise
     finally:
         conn.close()
 

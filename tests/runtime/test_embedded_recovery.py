@@ -31,6 +31,10 @@ def read_chain(db: Path) -> dict[int, bytes]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         return {h: bytes(b) for h, b in conn.execute("SELECT height, hash FROM blocks")}
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # the store is being created right now
+            return {}
+        raise
     finally:
         conn.close()
 

@@ -14,6 +14,8 @@ the hot path); only commit latency is observed as it happens. Names:
 ``ecosphere_peers_seen``                   distinct peers heard from
 ``ecosphere_catchup_behind_blocks``        how far the best known peer is ahead
 ``ecosphere_amqp_*``                       transport: published, failed, duplicates...
+``ecosphere_txs_regossiped_total``         client transactions gossiped again
+``ecosphere_restarts_total``               restarts of this service by its supervisor
 =========================================  =====================================
 """
 
@@ -41,6 +43,7 @@ class ReplicaMetrics(Collector):
         self.service = service
         self.transport: TransportStats | None = None
         self.committed_txs = 0
+        self.restarts = 0  # restarts by ``ecosphere up``'s supervisor before this process
         self.registry = CollectorRegistry()
         self.commit_latency = Histogram(
             "ecosphere_commit_latency_seconds", "Time between consecutive commits",
@@ -74,6 +77,16 @@ class ReplicaMetrics(Collector):
                                      "Compact proposals that needed the whole block")
         misses.add_metric([], r.compact_misses)
         yield misses
+        for name, doc, value in (
+                ("ecosphere_txs_regossiped", "Client transactions gossiped again",
+                 r.regossip.resent),
+                ("ecosphere_restarts", "Restarts of this service by its supervisor",
+                 self.restarts)):
+            counter = CounterMetricFamily(name, doc)
+            counter.add_metric([], value)
+            yield counter
+        yield _gauge("ecosphere_regossip_tracked", "Client transactions tracked for re-gossip",
+                     len(r.regossip))
         committed = CounterMetricFamily("ecosphere_committed_txs", "Transactions committed")
         committed.add_metric([], self.committed_txs)
         yield committed

@@ -49,6 +49,11 @@ class ReplicaLimits(_Strict):
     sync_batch_blocks_max: int = Field(64, ge=1)
     sync_timeout_ms: int = Field(2_000, ge=10)
     message_bytes_max: int = Field(32 * 1024 * 1024, ge=1024)
+    #: a transaction accepted from a client and not committed after this is gossiped
+    #: again, then with doubling waits up to ``tx_resend_max_ms`` (ledger.core.regossip)
+    tx_resend_after_ms: int = Field(2_000, ge=10)
+    tx_resend_max_ms: int = Field(16_000, ge=10)
+    tx_resend_per_tick_max: int = Field(5_000, ge=1)
 
 
 class AmqpOptions(_Strict):
@@ -113,6 +118,7 @@ class NodeSettings(BaseSettings):
     admin_port: int = Field(0, ge=0, le=65535)  # 0: the gateway serves admin on its port
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     ready_lag_blocks_max: int = Field(2, ge=0)
+    restarts: int = Field(0, ge=0)  # set by ``ecosphere up``'s supervisor (/metrics)
     consensus: ConsensusTiming = ConsensusTiming()
     limits: ReplicaLimits = ReplicaLimits()
     amqp: AmqpOptions = AmqpOptions()
