@@ -10,7 +10,9 @@ then be checked without trusting the gateway:
 2. **transaction**: the transaction's canonical bytes hash (RFC 6962 leaf) to
    a leaf whose audit path leads to the header's ``tx_root``;
 3. **state value**: the value (or its absence) and the state proof lead to the
-   header's ``state_root``.
+   header's ``state_root``;
+4. **block**: its body is the one its certified header commits to (the
+   transactions' count and ``tx_root``, the parent's certificate's hash).
 
 Validator-set changes are followed by :class:`ValidatorTrust` (a light client's
 *sequential verification*): a header certified by an unknown set ``X`` is
@@ -32,10 +34,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from services.ledger.core import merkle
-from services.ledger.core.blocks import BlockHeader
+from services.ledger.core.blocks import Block, BlockHeader, check_body
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.encoding import encode_unchecked
-from services.ledger.core.errors import LedgerError
+from services.ledger.core.errors import InvalidBlock, LedgerError
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.state import state_key
 from services.ledger.core.statetree import StateProof, verify_state_proof
@@ -185,6 +187,38 @@ def verify_certified_header(header_wire: Mapping[str, Any],
         certificate.verify(header.chain_id, trusted, block_time=header.time)
     except LedgerError as exc:
         raise ProofError(f"the certificate does not verify: {exc}") from exc
+    return header
+
+
+def verify_block(answer: Mapping[str, Any], trusted: ValidatorSet, *,
+                 chain_id: str | None = None) -> BlockHeader:
+    """Check a block as ``GET /v1/blocks/{height}`` answers it (``{"block": {header,
+    txs, last_commit}, "certificate"}``): the certificate over its header against
+    ``trusted``, then its body against the header. Returns the header."""
+    try:
+        return _verify_block(answer, trusted, chain_id=chain_id)
+    except ProofError as exc:
+        block = answer.get("block")
+        header = block.get("header") if isinstance(block, Mapping) else None
+        height = header.get("height") if isinstance(header, Mapping) else None
+        raise type(exc)(f"block {height} did not verify: {exc}") from exc
+
+
+@_proof_errors
+def _verify_block(answer: Mapping[str, Any], trusted: ValidatorSet, *,
+                  chain_id: str | None) -> BlockHeader:
+    block_wire = answer["block"]
+    header = verify_certified_header(block_wire["header"], answer["certificate"], trusted,
+                                     chain_id=chain_id)
+    try:
+        block = Block.from_wire(dict(block_wire))
+    except (LedgerError, KeyError, TypeError, ValueError) as exc:
+        raise ProofError(f"malformed block body: {exc}") from exc
+    try:
+        check_body(block)
+    except InvalidBlock as exc:
+        raise ProofError(f"the body is not the one the certified header commits to: "
+                         f"{exc}") from exc
     return header
 
 
