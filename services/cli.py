@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from services.composition import build_application
     from services.ledger.sim.simulator import SimConfig, run_seed
 
     config = SimConfig(replicas=args.replicas, byzantine=args.byzantine,
@@ -33,7 +34,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     failed: list[int] = []
     started = time.monotonic()
     for seed in seeds:
-        result = run_seed(seed, config)
+        result = run_seed(seed, config, app=build_application())  # the real state machine
         totals["safety_violations"] += result.safety_violations
         totals["liveness_failures"] += result.liveness_failures
         totals["committed_blocks"] += result.committed_blocks

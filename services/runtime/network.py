@@ -33,6 +33,7 @@ from services.runtime.datadir import SERVICES, DataDir
 
 STOP_GRACE_S = 10.0
 EXIT_OPERATOR_ERROR = 2  # what ``ecosphere run`` exits with for a mistake restarts cannot fix
+EXIT_UPGRADE_REQUIRED = 3  # the chain runs a composition the service's code lacks
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,13 @@ class ProcessNetwork:
                 if proc.returncode is not None and state.restart_at is None:
                     changed = True
                     state.last_exit = proc.returncode
+                    if proc.returncode == EXIT_UPGRADE_REQUIRED:
+                        state.restart_at = float("inf")  # restarting cannot help either
+                        say(f"ecosphere: {service} halted: the chain upgraded to a "
+                            f"composition its code lacks; upgrade the code and run 'up' "
+                            f"again (the others go on):\n"
+                            f"{log_tail(self.data.log(service), 2)}")
+                        continue
                     if proc.returncode == EXIT_OPERATOR_ERROR:
                         say(f"ecosphere: {service} exited with {proc.returncode} (a setting or "
                             f"a busy store: restarting cannot help); stopping:\n"
@@ -160,7 +168,7 @@ class ProcessNetwork:
                     delay = policy.delay(state.in_a_row)
                     state.restart_at = now + delay
                     say(f"ecosphere: {service} {describe_exit(proc.returncode)}; restarting "
-                        f"in {delay:.1f}s (restart {state.restarts + 1}); last log lines:\n"
+                        f"in {delay:.2f}s (restart {state.restarts + 1}); last log lines:\n"
                         f"{log_tail(self.data.log(service), 3)}")
                 elif state.restart_at is not None and state.restart_at <= now:
                     state.restarts += 1

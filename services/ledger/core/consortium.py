@@ -10,6 +10,9 @@ State (namespace ``consortium``)::
     validators_pending  [{effective_height, validators}] in height order
     params              the chain parameters from genesis
     proposal/<id>       a governance proposal and its approvals
+    composition         {version, since}: the composition of contracts the chain runs
+                        (absent: version 1 since genesis)
+    composition_pending {version, height, proposal}: the upgrade scheduled by governance
 
 Who may do what:
 
@@ -28,6 +31,11 @@ Who may do what:
 * A validator-set change takes effect at a stated height at least
   ``validator_change_delay`` heights after the block that approves it, at a
   height boundary, never inside a round.
+* An upgrade of the composition (``schedule_upgrade``: the contracts every
+  replica runs, ``services.composition``) is governance too, and takes effect
+  at a stated height at least ``validator_change_delay`` heights ahead: every
+  replica runs version N below it and N+1 from it; a replica whose code lacks
+  N+1 stops before that height (``UpgradeRequired``) instead of forking.
 
 This module never does I/O.
 """
@@ -64,7 +72,9 @@ PRIVILEGED_ROLES = frozenset({"platform", "customs_cn", "customs_eu", "credit_ce
 PERMISSIONS = frozenset({"admin", "member", "node"})
 ORG_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 PROPOSAL_ACTIONS = frozenset({"set_validators", "grant_roles", "revoke_roles",
-                              "suspend_organisation", "reinstate_organisation"})
+                              "suspend_organisation", "reinstate_organisation",
+                              "schedule_upgrade"})
+COMPOSITION_VERSION_MAX = 1_000_000
 
 
 def _k(kind: str, ident: str) -> str:
@@ -90,6 +100,21 @@ def validator_set(view: StateView) -> ValidatorSet:
 
 def chain_params(view: StateView) -> ChainParams:
     return ChainParams.from_wire(view.get(f"{NAME}/params") or {})
+
+
+def active_composition(view: StateView) -> int:
+    """The composition version the state's last applied block ran."""
+    record = view.get(f"{NAME}/composition")
+    return int(record["version"]) if isinstance(record, dict) else 1
+
+
+def composition_version(view: StateView, height: int) -> int:
+    """The composition version block ``height`` runs, from its parent's state: the
+    scheduled one from its height on, else the active one."""
+    pending = view.get(f"{NAME}/composition_pending")
+    if isinstance(pending, dict) and height >= pending["height"]:
+        return int(pending["version"])
+    return active_composition(view)
 
 
 # --- genesis ---------------------------------------------------------------------
@@ -304,7 +329,7 @@ class ConsortiumContract(Contract):
         if len(approvals) < 2 * len(voters) // 3 + 1:
             return
         _check_action(ctx, proposal["action"])  # state may have changed since proposed
-        _execute_action(ctx, proposal["action"])
+        _execute_action(ctx, proposal["action"], proposal["id"])
         deadlines.cancel(ctx, proposal["bucket"], proposal["id"])
         proposal["status"] = "executed"
         ctx.put(f"proposal/{proposal['id']}", proposal)
@@ -314,6 +339,13 @@ class ConsortiumContract(Contract):
     # block hooks
 
     def begin_block(self, ctx: BlockContext) -> None:
+        pending = ctx.get("composition_pending")
+        if pending is not None and ctx.height >= pending["height"]:
+            ctx.put("composition", {"version": pending["version"], "since": ctx.height})
+            ctx.delete("composition_pending")
+            ctx.emit("consortium.composition.upgraded",
+                     {"version": pending["version"], "height": ctx.height,
+                      "proposal": pending["proposal"]})
         for _, proposal_id, _ in deadlines.due(ctx, ctx.time):
             proposal = ctx.get(f"proposal/{proposal_id}")
             if proposal is not None and proposal["status"] == "open":
@@ -378,6 +410,9 @@ def _check_action(ctx: TxContext, action: dict[str, Any]) -> None:
         # it out of the validator set first
         ctx.fail("forbidden", f"{action.get('org')} runs a validator: remove it with "
                               "set_validators before suspending the organisation")
+    if kind == "schedule_upgrade":
+        _check_upgrade(ctx, action)
+        return
     if kind == "set_validators":
         params = ChainParams.from_wire(ctx.get("params") or {})
         height = action.get("effective_height")
@@ -391,6 +426,24 @@ def _check_action(ctx: TxContext, action: dict[str, Any]) -> None:
         ctx.fail("not_found", f"organisation {org!r} does not exist")
     if kind in ("grant_roles", "revoke_roles"):
         _roles(ctx, action.get("roles"))
+
+
+def _check_upgrade(ctx: TxContext, action: dict[str, Any]) -> None:
+    params = ChainParams.from_wire(ctx.get("params") or {})
+    version, height = action.get("version"), action.get("height")
+    record = ctx.get("composition")
+    active = int(record["version"]) if isinstance(record, dict) else 1
+    if not isinstance(version, int) or isinstance(version, bool) \
+            or not active < version <= COMPOSITION_VERSION_MAX:
+        ctx.fail("bad_payload", f"version must be an integer above the active composition "
+                                f"{active} (at most {COMPOSITION_VERSION_MAX})")
+    earliest = ctx.height + params.validator_change_delay
+    if not isinstance(height, int) or isinstance(height, bool) \
+            or not earliest <= height <= 2**53 - 1:
+        ctx.fail("bad_payload", f"height must be an integer of at least {earliest}: every "
+                                "replica must learn of an upgrade before it takes effect")
+    if set(action) != {"type", "version", "height"}:
+        ctx.fail("bad_payload", "schedule_upgrade takes exactly type, version and height")
 
 
 def _parse_validators(ctx: TxContext, value: object) -> ValidatorSet:
@@ -429,7 +482,7 @@ def _parse_validators(ctx: TxContext, value: object) -> ValidatorSet:
         raise TransactionFailed(str(exc), code="bad_payload") from exc
 
 
-def _execute_action(ctx: TxContext, action: dict[str, Any]) -> None:
+def _execute_action(ctx: TxContext, action: dict[str, Any], proposal_id: str) -> None:
     kind = action["type"]
     if kind == "set_validators":
         new_set = _parse_validators(ctx, action["validators"])
@@ -443,6 +496,14 @@ def _execute_action(ctx: TxContext, action: dict[str, Any]) -> None:
                         "validators": new_set.to_wire()})
         pending.sort(key=lambda p: p["effective_height"])
         ctx.put("validators_pending", pending)
+        return
+    if kind == "schedule_upgrade":
+        # A later schedule replaces an earlier one that has not taken effect yet.
+        ctx.put("composition_pending", {"version": action["version"],
+                                        "height": action["height"],
+                                        "proposal": proposal_id})
+        ctx.emit("consortium.composition.scheduled", {"version": action["version"],
+                                                      "height": action["height"]})
         return
     org = ctx.get(f"org/{action['org']}")
     if org is None:

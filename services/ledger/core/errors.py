@@ -16,6 +16,7 @@ corrupt and the replica must stop rather than spread it.
     │   ├── InvalidBlock          a block or its certificate does not verify
     │   ├── InvalidMessage        a consensus or sync message is malformed or forged
     │   └── MempoolRejected       the mempool will not take the transaction
+    ├── UpgradeRequired           the chain runs a composition this code lacks: stop
     └── InvariantViolation        our own state is corrupt: stop the replica
 """
 
@@ -71,6 +72,21 @@ class InvalidMessage(Rejected):
 
 class MempoolRejected(Rejected):
     code = "mempool_rejected"
+
+
+class UpgradeRequired(LedgerError):
+    """From ``height`` the chain runs composition ``version``, which this code does not
+    have: the replica stops before executing that height rather than fork (it resumes,
+    catching up from its peers, once its code is upgraded)."""
+
+    code = "upgrade_required"
+
+    def __init__(self, version: int, height: int, known: tuple[int, ...]) -> None:
+        super().__init__(f"from height {height} the chain runs composition version "
+                         f"{version}; this code knows versions {list(known)}: upgrade it, "
+                         f"then restart (the replica catches up from its peers)")
+        self.version = version
+        self.height = height
 
 
 class InvariantViolation(LedgerError):

@@ -20,6 +20,12 @@ A proposer *builds* a block with ``skip_failed=True`` (failing transactions
 are left out and reported); a replica *validates* one with
 ``skip_failed=False`` (any failing transaction makes the block invalid).
 
+**Versions.** An application holds one or more *compositions* (the ordered
+contracts of ``services.composition``), numbered from 1. Block ``h`` runs the
+version :func:`consortium.composition_version` reads from its parent state
+(governance schedules the next one at a height). A version this code does not
+hold raises :class:`UpgradeRequired`: the replica stops rather than fork.
+
 This module never does I/O.
 """
 
@@ -36,6 +42,7 @@ from services.ledger.core.errors import (
     InvariantViolation,
     Rejected,
     TransactionFailed,
+    UpgradeRequired,
 )
 from services.ledger.core.genesis import ChainParams, Genesis
 from services.ledger.core.state import StateView, tree_from_items
@@ -85,19 +92,60 @@ def _as_failure(exc: Exception) -> TransactionFailed:
                              code="contract_error")
 
 
+@dataclass(frozen=True)
+class _Composition:
+    contracts: tuple[Contract, ...]  # the consortium contract first
+    by_name: Mapping[str, Contract]
+
+
+def _composition(contracts: Sequence[Contract]) -> _Composition:
+    names = [c.name for c in contracts]
+    if consortium.NAME in names:
+        raise ValueError("the consortium contract is built in")
+    if len(set(names)) != len(names) or RESERVED_NAMESPACES & set(names):
+        raise ValueError(f"contract names must be unique and not reserved: {names}")
+    every = (consortium.ConsortiumContract(), *contracts)
+    return _Composition(every, {c.name: c for c in every})
+
+
 class Application:
-    """All contracts assembled into one deterministic state machine."""
+    """All contracts assembled into one deterministic state machine (one version, or
+    several: see :meth:`versioned`)."""
 
     def __init__(self, contracts: Sequence[Contract]) -> None:
-        names = [c.name for c in contracts]
-        if consortium.NAME in names:
-            raise ValueError("the consortium contract is built in")
-        if len(set(names)) != len(names) or RESERVED_NAMESPACES & set(names):
-            raise ValueError(f"contract names must be unique and not reserved: {names}")
-        self.contracts: tuple[Contract, ...] = (consortium.ConsortiumContract(), *contracts)
-        self._by_name: dict[str, Contract] = {c.name: c for c in self.contracts}
+        self._init({1: contracts})
+
+    @classmethod
+    def versioned(cls, versions: Mapping[int, Sequence[Contract]]) -> Application:
+        """The compositions this code knows, by version (1, 2, ... without gaps)."""
+        app = cls.__new__(cls)
+        app._init(versions)
+        return app
+
+    def _init(self, versions: Mapping[int, Sequence[Contract]]) -> None:
+        numbers = sorted(versions)
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"composition versions must be 1..n without gaps: {numbers}")
+        self._versions = {v: _composition(versions[v]) for v in numbers}
+        self.versions: tuple[int, ...] = tuple(numbers)
+        latest = self._versions[numbers[-1]]
+        #: the latest composition's contracts (the consortium contract first)
+        self.contracts: tuple[Contract, ...] = latest.contracts
+        # Static checks know every contract of every version: a kind whose contract is
+        # not active yet passes them, and fails at execution (unknown_kind) instead.
+        self._by_name: dict[str, Contract] = {}
+        for v in numbers:
+            self._by_name.update(self._versions[v].by_name)
         self._precheck_state: StateTree | None = None
         self._precheck_senders: dict[str, _SenderInfo] = {}
+
+    def composition(self, view: StateView, height: int) -> _Composition:
+        """The contracts block ``height`` runs on top of ``view`` (raises UpgradeRequired)."""
+        version = consortium.composition_version(view, height)
+        found = self._versions.get(version)
+        if found is None:
+            raise UpgradeRequired(version, height, self.versions)
+        return found
 
     # --- static -----------------------------------------------------------------
 
@@ -170,7 +218,7 @@ class Application:
 
     def _apply_tx(self, view: StateView, events: list[Event], index: int, height: int,
                   time: int, params: ChainParams, tx: Transaction,
-                  senders: dict[str, _SenderInfo]) -> None:
+                  senders: dict[str, _SenderInfo], composition: _Composition) -> None:
         org, permissions, roles = self._sender(view, tx, senders)
         expected = self.next_nonce(view, tx.sender)
         if tx.nonce != expected:
@@ -181,7 +229,7 @@ class Application:
         if tx.created_at > time + params.tx_future_ms:
             raise TransactionFailed("transaction created too far in the future",
                                     code="too_early")
-        contract = self._by_name.get(tx.contract)
+        contract = composition.by_name.get(tx.contract)
         if contract is None:
             raise TransactionFailed(f"no contract owns {tx.kind!r}", code="unknown_kind")
         view.put(f"{NONCE_NS}/{tx.sender}", expected + 1)
@@ -192,12 +240,13 @@ class Application:
                 txs: Iterable[Transaction], skip_failed: bool,
                 txs_max: int | None = None, bytes_max: int | None = None) -> BlockExecution:
         view = StateView(state)
+        composition = self.composition(view, height)
         params = consortium.chain_params(view)
         txs_max = params.block_txs_max if txs_max is None else txs_max
         bytes_max = params.block_bytes_max if bytes_max is None else bytes_max
         events: list[Event] = []
         senders: dict[str, _SenderInfo] = {}
-        for c in self.contracts:
+        for c in composition.contracts:
             c.begin_block(BlockContext(view, c.name, events, None, height, time))
         included: list[Transaction] = []
         rejected: list[Rejection] = []
@@ -210,7 +259,7 @@ class Application:
             checkpoint, n_events = view.checkpoint(), len(events)
             try:
                 self._apply_tx(view, events, len(included), height, time, params, tx,
-                               senders)
+                               senders, composition)
             except InvariantViolation:
                 raise
             except (TransactionFailed, *_CONTRACT_BUGS) as raised:
@@ -227,7 +276,7 @@ class Application:
                 senders.clear()  # it may have changed keys or organisations
             included.append(tx)
             size += len(tx.wire_bytes)
-        for c in self.contracts:
+        for c in composition.contracts:
             c.end_block(BlockContext(view, c.name, events, None, height, time))
         return BlockExecution(
             state=view.fold(),

@@ -9,12 +9,16 @@ It owns the ordering guarantees the replica relies on:
   once durable, so nothing signed leaves before it is on disk, and no vote of
   height h+1 leaves before block h is stored;
 * a crash (the process dying) can happen between any two actions; the store's
-  atomic commit and the write-ahead record make every such point safe.
+  atomic commit and the write-ahead record make every such point safe;
+* a replica asked to run a composition version its code lacks
+  (:class:`UpgradeRequired`) halts: the host stops, tells its ``halted``
+  listeners and re-raises, before any action of that height is performed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +26,7 @@ from services.ledger.core import crypto
 from services.ledger.core.blocks import Block
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.consensus.messages import PersistWal
+from services.ledger.core.errors import UpgradeRequired
 from services.ledger.core.execution import Application
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.replica import (
@@ -35,6 +40,7 @@ from services.ledger.core.replica import (
     SetTimer,
     TxRejected,
 )
+from services.ledger.core.state import StateView
 from services.ledger.core.transactions import Transaction
 from services.ledger.node.store import Store, load_tip
 
@@ -57,6 +63,7 @@ class HostListeners:
 
     committed: list[Callable[[Commit], None]] = field(default_factory=list)
     rejected: list[Callable[[TxRejected], None]] = field(default_factory=list)
+    halted: list[Callable[[UpgradeRequired], None]] = field(default_factory=list)
 
 
 class Host:
@@ -69,6 +76,7 @@ class Host:
         self.clock = clock
         self.listeners = HostListeners()
         self.stopped = False
+        self.halted: UpgradeRequired | None = None
         self.actions_done = 0
         self.crash_after: int | None = None  # simulator: die after this many more actions
 
@@ -82,7 +90,22 @@ class Host:
                    clock=clock)
 
     def start(self) -> None:
-        self.run(self.replica.start(self.clock(), self.store.wal()))
+        with self._halting():
+            tip = self.replica.tip
+            # a chain already past an upgrade this code lacks: halt before anything else
+            self.replica.app.composition(StateView(tip.state), tip.height + 1)
+            self.run(self.replica.start(self.clock(), self.store.wal()))
+
+    @contextlib.contextmanager
+    def _halting(self) -> Iterator[None]:
+        try:
+            yield
+        except UpgradeRequired as exc:
+            self.stopped = True
+            self.halted = exc
+            for listener in self.listeners.halted:
+                listener(exc)
+            raise
 
     # --- inputs -----------------------------------------------------------------------
 
@@ -90,14 +113,16 @@ class Host:
         """Handle bytes from the network; False if the replica refused them."""
         if self.stopped:
             return True
-        self.run(self.replica.on_message(data, self.clock()))
+        with self._halting():
+            self.run(self.replica.on_message(data, self.clock()))
         return self.replica.last_rejection is None
 
     def submit(self, tx: Transaction) -> None:
         """Raises :class:`~services.ledger.core.errors.Rejected` for a refused transaction."""
         if self.stopped:
             return
-        self.run(self.replica.submit(tx, self.clock()))
+        with self._halting():
+            self.run(self.replica.submit(tx, self.clock()))
 
     def publish_failed(self, kind: str) -> None:
         """The transport could not publish a message of ``kind`` (see Replica.publish_failed)."""
@@ -106,7 +131,8 @@ class Host:
 
     def _timer(self, payload: Any) -> None:
         if not self.stopped:
-            self.run(self.replica.on_timer(payload, self.clock()))
+            with self._halting():
+                self.run(self.replica.on_timer(payload, self.clock()))
 
     # --- actions ----------------------------------------------------------------------
 

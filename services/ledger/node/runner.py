@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from services.ledger.core import crypto
-from services.ledger.core.errors import InvariantViolation
+from services.ledger.core.errors import InvariantViolation, UpgradeRequired
 from services.ledger.core.execution import Application
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.replica import ReplicaConfig
@@ -73,6 +73,8 @@ class NodeRunner:
         self.host = Host.boot(genesis=genesis, app=app, key=key, store=store,
                               transport=transport, timers=self.timers, clock=self.clock,
                               config=config)
+        # a halt met outside the guard (a client's submit) stops the runner all the same
+        self.host.listeners.halted.append(self._halted_outside)
 
     def start(self) -> None:
         self.guard(self.host.start)
@@ -101,10 +103,23 @@ class NodeRunner:
             log.critical("replica %s stops: invariant violated: %s", self.name, exc)
             self.failed = exc
             self.stop()
+        except UpgradeRequired as exc:
+            self.halt(exc)
         except Exception as exc:
             log.critical("replica %s stops: unexpected %r", self.name, exc, exc_info=True)
             self.failed = exc
             self.stop()
+
+    def _halted_outside(self, exc: UpgradeRequired) -> None:
+        self.loop.call_soon(self.halt, exc)
+
+    def halt(self, exc: UpgradeRequired) -> None:
+        """The chain moved to a composition this code lacks: stop, saying what to do
+        (``failed`` tells the process to exit with EXIT_UPGRADE_REQUIRED)."""
+        if self.failed is None:
+            log.critical("replica %s halts: %s", self.name, exc)
+            self.failed = exc
+        self.stop()
 
     def stop(self) -> None:
         if self.host.stopped and self.stopped.is_set():

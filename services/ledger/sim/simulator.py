@@ -26,6 +26,12 @@ Invariants checked:
   ``liveness_ms`` of simulated time.
 
 The same seed gives the same run, message for message.
+
+The simulator runs the application it is given (``Simulation(app=...)``; by
+default the ledger's own notary contract, which its workload uses): the ledger
+imports no domain. Replicas may run different code (``SimNode.app``): a
+replica whose code lacks the composition the chain upgraded to halts
+(``SimNode.halted``) until it is booted again with code that has it.
 """
 
 from __future__ import annotations
@@ -35,16 +41,16 @@ import functools
 import hashlib
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from services.composition import build_application
 from services.ledger.core.certificate import Vote
 from services.ledger.core.consensus.tendermint import TimeoutParams
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.encoding import decode, encode_unchecked
-from services.ledger.core.errors import LedgerError
+from services.ledger.core.errors import LedgerError, UpgradeRequired
 from services.ledger.core.execution import Application
+from services.ledger.core.notary import NotaryContract
 from services.ledger.core.replica import ChainTip, Commit, Replica, ReplicaConfig
 from services.ledger.core.transactions import Transaction, sign_transaction
 from services.ledger.core.wire import seal
@@ -117,6 +123,8 @@ class SimNode:
         self.modes = modes
         self.store = MemoryStore()
         self.host: Host | None = None
+        self.app = sim.app  # the code this replica runs
+        self.halted: UpgradeRequired | None = None
         self.generation = 0
         self.clock_offset = sim.rng.randint(-150, 150)
         self.group = 0  # partition group
@@ -139,7 +147,8 @@ class SimNode:
             def schedule(self, delay_ms: int, callback: Callable[[], None]) -> None:
                 def fire() -> None:
                     if node.generation == generation and node.up:
-                        callback()
+                        with node.halting():
+                            callback()
                 sim.scheduler.after(delay_ms, fire)
 
         class _Transport:
@@ -152,11 +161,22 @@ class SimNode:
                         sim.network.send(node, peer, data)
 
         transport = _Transport() if self.honest else ByzantineTransport(self, _Transport())
-        self.host = Host.boot(genesis=sim.testnet.genesis, app=sim.app, key=self.key,
+        self.halted = None
+        self.host = Host.boot(genesis=sim.testnet.genesis, app=self.app, key=self.key,
                               store=self.store, transport=transport, timers=_Timers(),
                               clock=self.clock, config=sim.replica_config)
         self.host.listeners.committed.append(self._on_commit)
-        self.host.start()
+        with self.halting():
+            self.host.start()
+
+    @contextlib.contextmanager
+    def halting(self) -> Iterator[None]:
+        """Its code lacks the chain's composition: it stops (the host already has)."""
+        try:
+            yield
+        except UpgradeRequired as exc:
+            self.halted = exc
+            self.sim.log(f"{self.name} halts: {exc}")
 
     def crash(self, *, mid_actions: bool) -> None:
         if self.host is None:
@@ -176,7 +196,8 @@ class SimNode:
 
     def deliver(self, data: bytes) -> None:
         if self.up and self.host is not None:
-            self.host.deliver(data)
+            with self.halting():
+                self.host.deliver(data)
             if self.host is not None and self.host.stopped:
                 self.host = None
                 self.generation += 1
@@ -285,7 +306,7 @@ class Simulation:
         self.rng = random.Random(seed)
         self.scheduler = Scheduler()
         self.network = SimNetwork(self)
-        self.app = app or build_application()
+        self.app = app or Application([NotaryContract()])
         self.testnet: Testnet = make_testnet(validators=config.replicas,
                                              clients=config.clients)
         self.genesis_time = self.testnet.genesis.genesis_time
@@ -449,7 +470,7 @@ class Simulation:
 
     def _restart_all(self) -> None:
         for node in self.nodes:
-            if not node.up:
+            if not node.up and node.halted is None:
                 self.log(f"restart {node.name} from stored height {node.store.height()}")
                 node.boot()
 
@@ -527,5 +548,6 @@ class Simulation:
         r.digest = self._digest.hexdigest()[:16]
 
 
-def run_seed(seed: int, config: SimConfig | None = None) -> SimResult:
-    return Simulation(seed, config or SimConfig()).run()
+def run_seed(seed: int, config: SimConfig | None = None, *,
+             app: Application | None = None) -> SimResult:
+    return Simulation(seed, config or SimConfig(), app=app).run()
