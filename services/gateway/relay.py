@@ -6,8 +6,12 @@ anything of a party's:
 * **signed captures**: an EPCIS client signs its HTTP request with its own key
   (RFC 9421); the relay wraps the exact request bytes in a ``trace.capture``
   transaction, and the contract verifies the party's signature itself;
-* **consumer scans**: a consumer's product verification is recorded as the
-  operator's observation (``trace.record_scan``), which feeds clone detection.
+* **consumer scans**: the scans of ``GET /v1/trace/verify``, anonymous unless a
+  secure tag's fresh code proves possession, go out in batches
+  (``trace.record_scans``) from a budgeted queue, at most one transaction per
+  interval (``services.gateway.trace.scans``): a flood of scans can neither
+  crowd captures out nor decide a clone verdict (docs/adr/0005-clone-verdicts.md).
+  Registered readers send their scans with their own keys, never through here.
 
 The relay key is a member key of the operator organisation
 (``<data>/gateway/relay.key``). Its nonces come from the chain and the local mempool

@@ -4,7 +4,8 @@ Against a running ``ecosphere up`` (its data directory gives the platform
 operator's admin key), with real signed transactions through the SDK:
 
 1. the operator onboards a certification body, a Chinese tea manufacturer, a
-   rail carrier and a European retailer, and accredits the certification body;
+   rail carrier and two European retailers (Germany, France), and accredits the
+   certification body;
 2. the manufacturer registers its product and locations; the certification
    body issues an ORGANIC certificate (a verifiable document anchored on chain);
 3. the manufacturer records the transformation of a raw-tea lot into serialised
@@ -12,35 +13,57 @@ operator's admin key), with real signed transactions through the SDK:
    agreement;
 4. a European consumer verifies a tin (genuine, certified), reads its
    provenance and checks one step's proof offline against the genesis alone;
-5. the same serial scanned in two countries within hours is flagged as a
-   suspected clone;
+5. clone verdicts rest on evidence (docs/adr/0005-clone-verdicts.md): the brand
+   owner registers a tin's secure tag and a consumer taps it (possession proven);
+   a copy of that tap's link scanned "from China" is told *replayed*, and an
+   anonymous scan from China only raises a warning — the tin stays genuine; the
+   rail carrier in Poland and the retailer in Germany scanning a tin hours apart
+   is its route, not a conflict; two registered retailers (Germany, France)
+   offering the same tin the same day flag it a suspected clone;
 6. the carrier's temperature reading outside the agreed range applies a
    penalty from its deposit.
 
-Each step prints what it proved; the demo exits non-zero if any step fails.
+Each step prints what it proved; the demo exits 1 if a step fails, and 2 (one line,
+no traceback) if the data directory or the gateway is not that of a running
+``ecosphere up``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
+import sys
 import time
+import urllib.error
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from services.ledger.core.genesis import Genesis
 from services.ledger.node import keys
-from services.runtime.datadir import DataDir
+from services.runtime.datadir import DataDir, load_genesis
 from services.sdk import proofs
 from services.sdk.client import ApiError, Client
 from services.trace import documents, identifiers
+from services.trace.contract import item_key, tag_code
 
 DAY_MS = 86_400_000
 
 
 class DemoFailed(Exception):
     pass
+
+
+class DemoUnusable(Exception):
+    """The data directory or the gateway is not that of a running ``ecosphere up``."""
+
+
+#: what talking to a gateway can raise besides its own problems (ApiError): refused
+#: or reset connections and timeouts, something that does not speak HTTP
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError,
+                  http.client.HTTPException)
 
 
 def _iso(ms: int) -> str:
@@ -67,7 +90,8 @@ class Demo:
         # Company prefixes: a Chinese one (690-699) for the manufacturer.
         suffix = int(self.run_id, 16) % 90_000 + 10_000
         self.cp = {"maker": f"69{suffix:05d}", "carrier": f"40{suffix:05d}",
-                   "retail": f"41{suffix:05d}", "cert": f"42{suffix:05d}"}
+                   "retail": f"41{suffix:05d}", "cert": f"42{suffix:05d}",
+                   "shop": f"30{suffix:05d}"}
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -97,7 +121,8 @@ class Demo:
         self.certify()
         serials = self.produce_and_ship()
         self.consumer(serials[0])
-        self.clone(serials[1])
+        self.tag_and_copies(serials[1])
+        self.readers_flag_a_clone(serials[2])
         self.penalty(serials)
         self.out(f"demo: all {self.steps} steps proved")
         return 0
@@ -108,12 +133,14 @@ class Demo:
         self.maker = self.party("maker")
         self.carrier = self.party("carrier")
         self.retail = self.party("retailer")
+        self.shop = self.party("shop")
         self.orgs = {"cert": f"tuv-demo-{r}", "maker": f"fujian-tea-{r}",
-                     "carrier": f"rail-express-{r}", "retail": f"eu-shop-{r}"}
+                     "carrier": f"rail-express-{r}", "retail": f"eu-shop-{r}",
+                     "shop": f"fr-shop-{r}"}
         roles = {"cert": ["certifier"], "maker": ["manufacturer"], "carrier": ["carrier"],
-                 "retail": ["retailer"]}
+                 "retail": ["retailer"], "shop": ["retailer"]}
         clients = {"cert": self.cert, "maker": self.maker, "carrier": self.carrier,
-                   "retail": self.retail}
+                   "retail": self.retail, "shop": self.shop}
         for who, org in self.orgs.items():
             key = clients[who].key
             assert key is not None
@@ -123,8 +150,8 @@ class Demo:
             self.send(self.operator, "trace.assign_prefix", {"org": org,
                                                              "prefix": self.cp[who]})
         self.step("the operator onboarded a certification body, a Chinese manufacturer, a "
-                  "rail carrier and an EU retailer, each with its GS1 company prefix",
-                  "4 organisations registered by signed transactions, each receipt's "
+                  "rail carrier and two EU retailers, each with its GS1 company prefix",
+                  "5 organisations registered by signed transactions, each receipt's "
                   "inclusion proof and commit certificate checked against the genesis; "
                   "only a prefix's licensee can register products and locations under it")
         self.send(self.operator, "trace.accredit",
@@ -231,17 +258,64 @@ class Demo:
                   f"shipping; step 1's inclusion proof (block {proof['height']}) checked "
                   "offline against the genesis validators alone")
 
-    def clone(self, serial: str) -> None:
+    def _verify(self, link: str, country: str) -> dict[str, Any]:
+        answer: dict[str, Any] = Client(self.gateway).call(
+            "GET", "/v1/trace/verify", query={"link": link, "country": country})
+        return answer
+
+    def _item(self, serial: str) -> Callable[[], dict[str, Any]]:
+        key = item_key(serial)
+        self.expect(key is not None, f"{serial} names no item")
+        return lambda: self.operator.call("GET", f"/v1/state/trace/{key}")["value"] or {}
+
+    def tag_and_copies(self, serial: str) -> None:
         link = identifiers.to_digital_link(serial)
-        consumer = Client(self.gateway)
-        consumer.call("GET", "/v1/trace/verify", query={"link": link, "country": "DE"})
-        consumer.call("GET", "/v1/trace/verify", query={"link": link, "country": "PL"})
-        later = self._wait(lambda: consumer.call("GET", "/v1/trace/verify",
-                                                 query={"link": link, "country": "PL"}),
-                           lambda v: v["verdict"] == "suspected_clone")
-        self.step("the same serial was scanned in Germany and Poland within hours",
-                  f"verdict {later['verdict']}: a clone suspicion event was raised for the "
-                  "brand owner")
+        tag = keys.generate()  # a secure tag's key: on a real chip it never leaves it
+        self.send(self.maker, "trace.register_tags", {"tags": [
+            {"epc": link, "public_key": tag.public.hex()}]})
+        tap = tag_code(tag, link, 1)
+        tapped = f"{link}?ctr={tap.counter}&sig={tap.signature.hex()}"
+        first = self._verify(tapped, "DE")
+        self.expect(first["verdict"] == "genuine" and first["scan"]["proof"] == "valid"
+                    and first["scan"]["recorded"], f"the tap: {first}")
+        self._wait(self._item(serial), lambda i: i.get("tag_counter") == 1)
+        self.step("the brand owner registered a tin's secure tag; a consumer in Germany "
+                  "tapped it",
+                  "the tag's fresh code (counter 1) verified against the key on the "
+                  "chain: the genuine tag is in the consumer's hands")
+        copied = self._verify(tapped, "CN")
+        bare = self._verify(link, "CN")
+        self.expect(copied["scan"]["proof"] == "replayed" and any(
+            w["code"] == "replayed_code" for w in copied["warnings"]),
+            f"the copied link: {copied}")
+        self.expect(bare["scan"]["evidence"] == "anonymous" and bare["warnings"],
+                    f"the anonymous scan: {bare}")
+        item = self._wait(self._item(serial), lambda i: i.get("replays", 0) >= 1
+                          and i.get("anonymous_scans", 0) >= 2)
+        after = self._verify(link, "DE")
+        self.expect(not item["clone_suspected"] and after["verdict"] == "genuine",
+                    f"anonymous scans decided a verdict: {after}")
+        self.step("a copy of that tap's link, and then the bare link, were scanned "
+                  "'from China' the same day",
+                  "the copied code was told 'replayed' and the anonymous scan got a "
+                  f"warning ({bare['warnings'][0]['code']}); the tin is still "
+                  f"{after['verdict']}: neither scan proves where a tin is")
+
+    def readers_flag_a_clone(self, serial: str) -> None:
+        link = identifiers.to_digital_link(serial)
+        self.send(self.carrier, "trace.record_scan", {"epc": link, "country": "PL"})
+        self.send(self.retail, "trace.record_scan", {"epc": link, "country": "DE"})
+        route = self._verify(link, "DE")
+        self.expect(route["verdict"] != "suspected_clone", f"verdict: {route['verdict']}")
+        flagged = self.send(self.shop, "trace.record_scan", {"epc": link, "country": "FR"})
+        later = self._verify(link, "DE")
+        self.expect(later["verdict"] == "suspected_clone", f"verdict: {later['verdict']}")
+        self.step("registered readers scanned another tin with their own keys: the rail "
+                  "carrier in Poland and the retailer in Germany (its route: verdict "
+                  f"{route['verdict']}), then a second retailer in France the same day",
+                  f"verdict {later['verdict']} (block {flagged.get('height')}): two "
+                  "accountable shops cannot both offer the one genuine tin; a clone "
+                  "suspicion event was raised for the brand owner")
 
     def penalty(self, serials: list[str]) -> None:
         self.send(self.carrier, "trace.capture", {"events": [self._event(
@@ -274,11 +348,49 @@ class Demo:
         raise DemoFailed(f"timed out waiting; last answer: {json.dumps(last)[:300]}")
 
 
+def preflight(gateway: str, data: DataDir) -> Genesis:
+    """The genesis of ``data``, once its admin key is readable and the gateway answers
+    for the same chain; else :class:`DemoUnusable` saying what is wrong, in one line."""
+    hint = "--data must be the data directory of the running `ecosphere up`"
+    admin = data.admin_key("ledger")
+    for needed in (data.genesis_path, admin):
+        if not needed.is_file():
+            raise DemoUnusable(f"{needed} not found: {hint}")
+    try:
+        genesis = load_genesis(data)
+        keys.load(admin)
+    except (OSError, ValueError, keys.KeyFileError) as exc:
+        raise DemoUnusable(f"{data.root} is unusable ({exc}): {hint}") from None
+    try:
+        status = Client(gateway, timeout_s=10).call("GET", "/v1/status")
+    except (ApiError, ValueError, OSError, http.client.HTTPException) as exc:
+        # ValueError: a URL without a scheme
+        raise DemoUnusable(f"cannot reach an ecosphere gateway at {gateway} ({exc}): is "
+                           "`ecosphere up` running there? (--gateway)") from None
+    if not isinstance(status, dict) or "genesis_hash" not in status:
+        raise DemoUnusable(f"{gateway} does not answer like an ecosphere gateway "
+                           "(--gateway)")
+    if status["genesis_hash"] != genesis.hash.hex():
+        raise DemoUnusable(f"the gateway at {gateway} runs another chain than "
+                           f"{data.root} (genesis {str(status['genesis_hash'])[:12]}… vs "
+                           f"{genesis.hash.hex()[:12]}…): {hint}")
+    return genesis
+
+
 def run_demo(gateway: str, data_dir: str) -> int:
-    demo = Demo(gateway, DataDir(Path(data_dir)))
+    data = DataDir(Path(data_dir))
+    try:
+        preflight(gateway, data)
+    except DemoUnusable as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    demo = Demo(gateway, data)
     try:
         return demo.run()
     except (DemoFailed, ApiError, proofs.ProofError) as exc:
         print(f"demo: FAILED at step {demo.steps + 1}: {exc}")
         return 1
-
+    except NETWORK_ERRORS as exc:
+        print(f"demo: FAILED at step {demo.steps + 1}: the gateway at {gateway} stopped "
+              f"answering ({exc})")
+        return 1

@@ -33,6 +33,7 @@ from services.gateway.problems import Problem, problem_middleware
 from services.ledger.core import consortium
 from services.ledger.core.consensus.tendermint import TimeoutParams
 from services.ledger.core.crypto import PrivateKey
+from services.ledger.core.errors import UpgradeRequired
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.mempool import MempoolLimits
 from services.ledger.core.regossip import RegossipLimits
@@ -47,6 +48,8 @@ from services.ledger.node.settings import DEFAULT_AMQP_URL, NodeSettings
 from services.ledger.node.store import SqliteStore
 
 log = logging.getLogger("ecosphere.service")
+#: a service's exit code when the chain runs a composition its code lacks (not restarted)
+EXIT_UPGRADE_REQUIRED = 3
 __version__ = "0.1.0"
 
 
@@ -201,10 +204,15 @@ class ServiceNode:
     # --- HTTP -----------------------------------------------------------------------
 
     def web_app(self) -> web.Application:
+        from services.gateway.policies import HANDLER_ARGS, expect_handler
+        from services.gateway.problems import HTTP_STATS, HttpStats, HttpStatsCollector
+
         s = self.settings
+        expect = expect_handler(s.gateway.body_bytes_max)
         if self.gateway is None:
             app = web.Application(middlewares=[problem_middleware],
-                                  client_max_size=s.gateway.body_bytes_max)
+                                  client_max_size=s.gateway.body_bytes_max,
+                                  handler_args=HANDLER_ARGS)
         else:
             g = s.gateway
             policies = Policies(PolicyLimits(rate_per_s=g.rate_per_s, rate_burst=g.rate_burst,
@@ -214,15 +222,21 @@ class ServiceNode:
                                              idempotency_bytes_max=g.idempotency_bytes_max,
                                              cors_origins=tuple(g.cors_origins),
                                              trusted_proxies=tuple(g.trusted_proxies),
-                                             public_base_url=g.public_base_url),
+                                             public_base_url=g.public_base_url,
+                                             body_bytes_max=g.body_bytes_max),
                                 resolve_key=self.resolve_key)
             app = web.Application(middlewares=policies.middlewares(),
-                                  client_max_size=g.body_bytes_max)
+                                  client_max_size=g.body_bytes_max, handler_args=HANDLER_ARGS)
             app.add_routes(self.gateway.routes())
             app.add_routes(docs_routes(self.gateway.all_endpoints() + self.admin_endpoints(),
-                                       title="ecosphere gateway", version=__version__))
-        app.add_routes([web.get("/healthz", self.healthz), web.get("/readyz", self.readyz),
-                        web.get("/metrics", self.metrics_endpoint)])
+                                       title="ecosphere gateway", version=__version__,
+                                       expect=expect))
+        app[HTTP_STATS] = stats = HttpStats()
+        self.metrics.registry.register(HttpStatsCollector(stats))
+        app.add_routes([web.get(path, handler, expect_handler=expect)
+                        for path, handler in (("/healthz", self.healthz),
+                                              ("/readyz", self.readyz),
+                                              ("/metrics", self.metrics_endpoint))])
         return app
 
     def admin_endpoints(self) -> list[Endpoint]:
@@ -289,6 +303,8 @@ class ServiceNode:
         self._stop_extras.set()
         if self.epcis is not None:
             await self.epcis.stop()
+        if self.trace_api is not None:
+            await self.trace_api.close()  # its last batch of scans goes out on the host
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         if self.web_runner is not None:
@@ -329,6 +345,8 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
         f.cancel()
     await transport.close()
     await node.close()
+    if isinstance(node.runner.failed, UpgradeRequired):
+        return EXIT_UPGRADE_REQUIRED
     return 0 if node.runner.failed is None else 1
 
 

@@ -3,16 +3,22 @@ endpoints' answers and errors."""
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.gateway.trace.scans import ScanLimits, ScanRecorder
+from services.ledger.core.crypto import PrivateKey
 from services.runtime.bench_trace import History
-from services.runtime.demo import Demo
+from services.runtime.datadir import DataDir, ensure_genesis
+from services.runtime.demo import Demo, run_demo
 from services.sdk.client import ApiError
 from services.trace import identifiers
-from services.trace.contract import item_key
+from services.trace.contract import item_key, tag_code
 from tests.api.conftest import LiveNetwork
 
 pytestmark = pytest.mark.functional
@@ -21,8 +27,9 @@ pytestmark = pytest.mark.functional
 def test_the_demo_scenario_proves_every_step(live: LiveNetwork) -> None:
     lines: list[str] = []
     assert Demo(live.url, live.data, out=lines.append).run() == 0
-    assert lines[-1].startswith("demo: all 8 steps proved")
+    assert lines[-1].startswith("demo: all 10 steps proved")
     assert any("suspected_clone" in line for line in lines)
+    assert any("'replayed'" in line for line in lines)
     assert any("penalty of 250.00 EUR" in line for line in lines)
 
 
@@ -108,22 +115,174 @@ def test_provenance_of_a_50_step_history_follows_containment_and_new_events(
     assert hits and float(hits[0].split()[1]) >= 1
 
 
-def test_the_scan_that_reveals_a_clone_is_told_at_once(live: LiveNetwork) -> None:
-    """Found in review: the consumer whose scan revealed the copy was told 'genuine'."""
+@pytest.fixture(scope="module")
+def brand(live: LiveNetwork) -> History:
+    """A brand owner with a registered, certified product (once per module)."""
     history = History(live.url, live.data, out=lambda _: None)
     history.onboard()
     history.certify()
-    serial = history._sgtin(f"{history.run_id}clone")
+    return history
+
+
+def commissioned(history: History, name: str) -> str:
+    """The Digital Link of a newly commissioned tin."""
+    serial = history._sgtin(f"{history.run_id}{name}")
     history.send(history.maker, "trace.capture", {"events": [history._event(
         "maker", type="ObjectEvent", epcList=[serial], action="ADD",
         bizStep="commissioning", disposition="active")]})
-    link = identifiers.to_digital_link(serial)
-    consumer = live.client()
-    first = consumer.call("GET", "/v1/trace/verify", query={"link": link, "country": "DE"})
-    assert first["verdict"] == "genuine" and first["scan_recorded"]
+    return identifiers.to_digital_link(serial)
+
+
+def verify(live: LiveNetwork, link: str, country: str, **query: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = live.client().call(
+        "GET", "/v1/trace/verify", query={"link": link, "country": country, **query})
+    return answer
+
+
+def chain_item(live: LiveNetwork, history: History, link: str,
+               ready: Any = lambda item: True) -> dict[str, Any]:
     key = item_key(link)
     assert key is not None
-    history._wait(lambda: consumer.call("GET", f"/v1/state/trace/{key}"),
-                  lambda answer: (answer["value"] or {}).get("last_scan_country") == "DE")
-    second = consumer.call("GET", "/v1/trace/verify", query={"link": link, "country": "PL"})
-    assert second["verdict"] == "suspected_clone"
+    answer: dict[str, Any] = history._wait(
+        lambda: live.client().call("GET", f"/v1/state/trace/{key}")["value"] or {}, ready)
+    return answer
+
+
+def test_two_anonymous_verifications_from_two_countries_brand_nothing(
+        live: LiveNetwork, brand: History) -> None:
+    """Issue 10: two anonymous calls ("from DE", then "from CN") turned an untouched
+    genuine tin into suspected_clone, for everyone, for good."""
+    link = commissioned(brand, "anon")
+    first = verify(live, link, "DE")
+    assert first["verdict"] == "genuine" and first["scan_recorded"]
+    assert first["scan"] == {"evidence": "anonymous", "proof": "absent", "recorded": True,
+                             "not_recorded_reason": None}
+    chain_item(live, brand, link, lambda item: item.get("last_scan_country") == "DE")
+    second = verify(live, link, "CN")
+    assert second["verdict"] == "genuine"
+    assert [w["code"] for w in second["warnings"]] == ["scan_anomaly"]
+    item = chain_item(live, brand, link, lambda item: item.get("anonymous_scans") == 2)
+    assert item["clone_suspected"] is False and item["anomalies"] == 1
+    assert verify(live, link, "DE")["verdict"] == "genuine"
+
+
+def test_a_tag_code_in_the_link_is_judged_and_a_copy_of_it_is_replayed(
+        live: LiveNetwork, brand: History) -> None:
+    link = commissioned(brand, "tag")
+    tag = PrivateKey.derive(f"test/tag/{brand.run_id}")
+    brand.send(brand.maker, "trace.register_tags", {"tags": [
+        {"epc": link, "public_key": tag.public.hex()}]})
+    code = tag_code(tag, link, 7)
+    tapped = f"{link}?ctr=7&sig={code.signature.hex().upper()}"  # as NTAG 424 writes hex
+    first = verify(live, tapped, "DE")
+    assert first["verdict"] == "genuine"
+    assert first["scan"] == {"evidence": "possession", "proof": "valid", "recorded": True,
+                             "not_recorded_reason": None}
+    assert first["item"]["tagged"] is True and first["warnings"] == []
+    # the same code again — a copied link — before and after its batch commits
+    for _ in range(2):
+        again = verify(live, link, "CN", tag_counter=7, tag_signature=code.signature.hex())
+        assert again["scan"]["proof"] == "replayed" and again["verdict"] == "genuine"
+        assert "replayed_code" in [w["code"] for w in again["warnings"]]
+        chain_item(live, brand, link, lambda item: item.get("tag_counter") == 7)
+    later = tag_code(tag, link, 8)
+    fresh = verify(live, link, "DE", tag_counter=8, tag_signature=later.signature.hex())
+    assert fresh["scan"]["proof"] == "valid"
+    forged = verify(live, f"{link}?ctr=9&sig={'ab' * 64}", "DE")
+    assert forged["scan"]["proof"] == "invalid" and forged["verdict"] == "genuine"
+    bare = verify(live, link, "DE")
+    assert "tag_not_tapped" in [w["code"] for w in bare["warnings"]]
+    item = chain_item(live, brand, link, lambda item: item.get("replays", 0) >= 1)
+    assert item["clone_suspected"] is False
+
+
+def test_malformed_tag_codes_are_problems(live: LiveNetwork) -> None:
+    link = "https://id.gs1.org/01/04000000000013/21/1"
+    sig = "ab" * 64
+    client = live.client()
+    for query, code in (
+            ({"link": f"{link}?ctr=1"}, "incomplete_tag_code"),
+            ({"link": f"{link}?ctr=1&ctr=2&sig={sig}"}, "incomplete_tag_code"),
+            ({"link": f"{link}?ctr=x&sig={sig}"}, "bad_tag_code"),
+            ({"link": f"{link}?ctr={2**53}&sig={sig}"}, "bad_tag_code"),
+            ({"link": f"{link}?ctr=1&sig=abc"}, "bad_tag_code"),
+            ({"link": link, "tag_counter": "1"}, "incomplete_tag_code"),
+            ({"link": link, "tag_counter": "1", "tag_signature": "xy"}, "bad_query"),
+            ({"link": f"{link}?ctr=1&sig={sig}", "tag_counter": "2", "tag_signature": sig},
+             "conflicting_tag_code")):
+        with pytest.raises(ApiError) as refused:
+            client.call("GET", "/v1/trace/verify", query={**query, "country": "DE"})
+        assert (refused.value.status, refused.value.code) == (400, code), query
+
+
+def test_a_reused_tag_is_told_at_once(live: LiveNetwork, brand: History) -> None:
+    """The scan that reveals a copy is told so at once: here the genuine tag answering
+    after its tin was decommissioned (it was moved onto other goods)."""
+    link = commissioned(brand, "reused")
+    tag = PrivateKey.derive(f"test/reused/{brand.run_id}")
+    brand.send(brand.maker, "trace.register_tags", {"tags": [
+        {"epc": link, "public_key": tag.public.hex()}]})
+    brand.send(brand.maker, "trace.capture", {"events": [brand._event(
+        "maker", type="ObjectEvent", epcList=[link], action="DELETE",
+        bizStep="decommissioning", disposition="destroyed")]})
+    anonymous = verify(live, link, "DE")
+    assert anonymous["verdict"] == "decommissioned"  # an anonymous scan proves nothing
+    code = tag_code(tag, link, 1)
+    tapped = verify(live, link, "DE", tag_counter=1, tag_signature=code.signature.hex())
+    assert tapped["verdict"] == "suspected_clone"
+    assert tapped["scan"]["evidence"] == "possession"
+
+
+def test_anonymous_scans_beyond_the_budget_are_answered_not_recorded(
+        live: LiveNetwork, brand: History) -> None:
+    """The budget: a burst beyond the bucket is answered, not recorded, and the relay
+    sends at most one scan transaction per interval."""
+    api = live.network.nodes["gateway"].trace_api
+    normal = api.scans
+    tight = ScanLimits(rate_per_s=0.001, burst=3, batch_max=2, batch_interval_ms=700)
+
+    async def use(recorder: ScanRecorder) -> None:
+        await api.scans.close()
+        api.scans = recorder
+
+    link = commissioned(brand, "budget")
+    started = int(time.time() * 1000)
+    live.run(use(ScanRecorder(lambda: api.gateway.relay, tight)))
+    try:
+        answers = [verify(live, link, country)["scan"]
+                   for country in ("DE", "FR", "PL", "CN", "US", "IT")]
+        assert [a["recorded"] for a in answers] == [True] * 3 + [False] * 3
+        assert {a["not_recorded_reason"] for a in answers[3:]} == {"budget_exhausted"}
+        chain_item(live, brand, link, lambda item: item.get("anonymous_scans") == 3)
+    finally:
+        live.run(use(ScanRecorder(lambda: api.gateway.relay, normal.limits)))
+    batches = brand._wait(lambda: [
+        tx for tx in live.client().call("GET", "/v1/transactions", query={
+            "kind": "trace.record_scans", "limit": 200})["items"]
+        if tx["created_at"] >= started and any(
+            s["epc"] == link for s in tx["payload"]["scans"])],
+        lambda found: sum(len(tx["payload"]["scans"]) for tx in found) == 3)
+    sent = sorted(tx["created_at"] for tx in batches)
+    assert len(sent) == 2  # 2 + 1 scans
+    assert sent[1] - sent[0] >= tight.batch_interval_ms - 50
+
+
+def test_the_demo_needs_the_data_and_the_gateway_of_a_running_network(
+        live: LiveNetwork, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10: a wrong --data or --gateway ended in a FileNotFoundError or URLError
+    traceback; now one line says what is wrong, and the exit status is 2."""
+    other = DataDir(tmp_path / "other")
+    ensure_genesis(other)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for gateway, data, says in (
+            (live.url, tmp_path / "nowhere", "--data must be the data directory"),
+            (live.url, other.root, "runs another chain"),
+            (closed, live.data.root, "cannot reach an ecosphere gateway"),
+            ("127.0.0.1:8080", live.data.root, "cannot reach an ecosphere gateway")):
+        assert run_demo(gateway, str(data)) == 2
+        out = capsys.readouterr()
+        lines = out.err.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], lines
+        assert "Traceback" not in out.err + out.out

@@ -1,8 +1,8 @@
 """A small supply chain on a hand-driven chain, shared by the trace contract tests.
 
 Organisations: a certification body, a Chinese manufacturer (brand owner), a
-carrier and a European retailer, onboarded by the platform operator; the
-operator also accredits the certification body.
+carrier and two European retailers (DE, FR), onboarded by the platform operator;
+the operator also accredits the certification body.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.execution import BlockExecution
 from services.ledger.sim.testnet import make_testnet
 from services.trace import documents, identifiers
+from services.trace.contract import tag_code
 from tests.ledger.core.conftest import Chain, rejected_codes
 
 GTIN = "06901234000016"  # company prefix 6901234 (China), item reference 00001
@@ -34,6 +35,11 @@ def sgln(cp: str, ref: str) -> str:
 
 def sgtin(serial: str) -> str:
     return f"urn:epc:id:sgtin:{GTIN[1:1 + CPL]}.{GTIN[0]}{GTIN[1 + CPL:13]}.{serial}"
+
+
+def link(serial: str) -> str:
+    """The canonical GS1 Digital Link of a serial of GTIN (what a tag signs)."""
+    return identifiers.to_digital_link(sgtin(serial))
 
 
 def iso(ms: int) -> str:
@@ -65,6 +71,7 @@ class Scenario:
     maker: Org
     carrier: Org
     retailer: Org
+    second_retailer: Org
     salts: itertools.count[int] = field(default_factory=itertools.count)
 
     def run(self, key: PrivateKey, kind: str, payload: dict[str, Any],
@@ -109,6 +116,27 @@ class Scenario:
     def capture(self, org: Org, *events: dict[str, Any], **extra: Any) -> BlockExecution:
         return self.run(org.key, "trace.capture", {"events": list(events), **extra})
 
+    def tag(self, serial: str) -> PrivateKey:
+        """The brand owner registers a secure tag on a commissioned serial: its key."""
+        key = PrivateKey.derive(f"trace/tag/{serial}")
+        self.ok(self.maker.key, "trace.register_tags", {"tags": [
+            {"epc": sgtin(serial), "public_key": key.public.hex()}]})
+        return key
+
+    @staticmethod
+    def tap(key: PrivateKey, serial: str, counter: int) -> dict[str, Any]:
+        """The code a tag answers on its ``counter``-th tap, as a scan's ``proof``."""
+        return tag_code(key, link(serial), counter).to_payload()
+
+    def scan(self, key: PrivateKey, serial: str, country: str, *,
+             proof: dict[str, Any] | None = None, time: int | None = None
+             ) -> BlockExecution:
+        """``trace.record_scan`` sent with ``key`` (the relay's, or a reader's own)."""
+        payload: dict[str, Any] = {"epc": sgtin(serial), "country": country}
+        if proof is not None:
+            payload["proof"] = proof
+        return self.ok(key, "trace.record_scan", payload, time=time)
+
     def certify(self, cert_type: str = "ORGANIC") -> tuple[list[Any], BlockExecution]:
         now = self.chain.next_time
         data = {"$template": {"type": documents.CERTIFICATE_TEMPLATE}, "id": "cert-1",
@@ -133,14 +161,15 @@ def build() -> Scenario:
         Org("shenzhen-maker", ["manufacturer"], PrivateKey.derive("trace/maker"), "6901234"),
         Org("rail-carrier", ["carrier"], PrivateKey.derive("trace/carrier"), "4012345"),
         Org("eu-retail", ["retailer"], PrivateKey.derive("trace/retail"), "4098765"),
+        Org("fr-retail", ["retailer"], PrivateKey.derive("trace/retail-fr"), "3012345"),
     ]
-    s = Scenario(chain, operator, orgs[0], orgs[1], orgs[2], orgs[3])
+    s = Scenario(chain, operator, orgs[0], orgs[1], orgs[2], orgs[3], orgs[4])
     for org in orgs:
         s.ok(operator, "consortium.register_organisation",
              {"id": org.id, "name": org.id, "roles": org.roles,
               "admin_key": org.key.public.raw.hex()})
     countries = {"cert-body": "DE", "shenzhen-maker": "CN", "rail-carrier": "PL",
-                 "eu-retail": "DE"}
+                 "eu-retail": "DE", "fr-retail": "FR"}
     for org in orgs:
         s.ok(operator, "trace.assign_prefix", {"org": org.id, "prefix": org.cp})
     for org in orgs:

@@ -4,7 +4,7 @@ trace contract emits (``services/trace/contract.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -139,9 +139,45 @@ class PenaltyApplied(EventData):
 
 
 class ScanRecorded(EventData):
+    """A scan was recorded with its evidence grade and its tag code's judgement
+    (docs/adr/0005-clone-verdicts.md)."""
+
     epc: str
-    country: str
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="as claimed by the sender")
     scans: int
+    evidence: Literal["reader", "possession", "anonymous"]
+    proof: Literal["valid", "replayed", "invalid", "absent"]
+    reader: OrgId | None = Field(description="the registered reader that signed the scan "
+                                             "itself; null: relayed by the gateway")
+
+
+class TagRegistered(EventData):
+    """The brand owner registered the public key of an item's secure tag."""
+
+    epc: str
+    brand_owner: OrgId
+    public_key: Hex64
+
+
+class ScanReplayed(EventData):
+    """A scan presented an earlier tap's code again (e.g. a copied link): it judges the
+    scan, never the item."""
+
+    epc: str
+    brand_owner: OrgId
+    country: str
+    counter: int = Field(ge=0)
+    tag_counter: int = Field(ge=0, description="the last counter accepted")
+
+
+class AnomalyRaised(EventData):
+    """Scans that prove no place conflict (two countries within a day, or after
+    decommissioning): a weak signal, at most one per item per day, never a verdict."""
+
+    epc: str
+    brand_owner: OrgId
+    country: str
+    reason: str
 
 
 class ScanUnknown(EventData):
@@ -173,3 +209,6 @@ register("trace.penalty.applied", PenaltyApplied, subject="responsible")
 register("trace.scan.recorded", ScanRecorded, subject="epc")
 register("trace.scan.unknown", ScanUnknown, subject="epc")
 register("trace.clone.suspected", CloneSuspected, subject="epc")
+register("trace.tag.registered", TagRegistered, subject="epc")
+register("trace.scan.replayed", ScanReplayed, subject="epc")
+register("trace.anomaly.raised", AnomalyRaised, subject="epc")

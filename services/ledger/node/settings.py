@@ -91,6 +91,15 @@ class GatewayOptions(_Strict):
     #: EPCIS webhooks may call loopback addresses (``ecosphere up`` on one machine);
     #: never in a deployment, where loopback reaches the node's own admin ports
     webhook_loopback_allowed: bool = False
+    #: anonymous consumer scans (GET /v1/trace/verify) recorded on the chain, for all
+    #: clients together (a token bucket); beyond it a verify answers "not recorded"
+    scan_rate_per_s: float = Field(50.0, gt=0)
+    scan_burst: float = Field(200.0, ge=1)
+    #: queued scans go out as one trace.record_scans per interval (so captures on the
+    #: relay key wait behind at most one); 500 is the contract's SCANS_PER_BATCH_MAX
+    scan_batch_max: int = Field(500, ge=1, le=500)
+    scan_batch_interval_ms: int = Field(1_000, ge=50, le=60_000)
+    scan_queue_max: int = Field(5_000, ge=1)
 
 
 class ViewsOptions(_Strict):
