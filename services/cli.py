@@ -320,6 +320,23 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_chaos(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    from pathlib import Path
+
+    from services.runtime.chaos import run_chaos
+
+    figures = asyncio.run(run_chaos(
+        rounds=args.rounds, senders=args.senders, rate=args.rate, interval_s=args.interval,
+        port=args.port, data_dir=Path(args.data) if args.data else None, seed=args.seed,
+        amqp_url=os.environ.get("ECOSPHERE_AMQP_URL")))
+    print(json.dumps(figures, sort_keys=True))
+    ok = figures["lost"] == 0 and figures["wedged_senders"] == 0 and figures[
+        "identical_chains"]
+    return 0 if ok else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.runtime.demo import run_demo
 
@@ -456,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
                                          "from its genesis, or $ECOSPHERE_AMQP__PREFIX)")
     broker.add_argument("--amqp-url", help="else $ECOSPHERE_AMQP_URL, else the local broker")
     broker.set_defaults(func=_cmd_broker)
+
+    chaos = sub.add_parser("chaos", help="soak 'ecosphere up' under kill -9 and broker "
+                                         "drops; prints rounds, losses, wedged senders")
+    chaos.add_argument("--rounds", type=int, default=12)
+    chaos.add_argument("--senders", type=int, default=16)
+    chaos.add_argument("--rate", type=float, default=200.0, help="offered tx/s in all")
+    chaos.add_argument("--interval", type=float, default=8.0, help="seconds between faults")
+    chaos.add_argument("--port", type=int, default=18300)
+    chaos.add_argument("--data", help="data directory (default: a new temporary one)")
+    chaos.add_argument("--seed", type=int, default=1, help="which validator each kill hits")
+    chaos.set_defaults(func=_cmd_chaos)
 
     demo = sub.add_parser("demo", help="play the supply-chain scenario against 'ecosphere up'")
     demo.add_argument("--gateway", default="http://127.0.0.1:8080")
