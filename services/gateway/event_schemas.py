@@ -158,8 +158,9 @@ class ProposalAction(BaseModel):
 
     Fields by ``type``: ``set_validators``: ``effective_height``, ``validators``;
     ``grant_roles``/``revoke_roles``: ``org``, ``roles``;
-    ``suspend_organisation``/``reinstate_organisation``: ``org``. The action is
-    recorded as the proposer submitted it (other fields are kept).
+    ``suspend_organisation``/``reinstate_organisation``: ``org``;
+    ``schedule_upgrade``: ``version``, ``height``. The action is recorded as the
+    proposer submitted it (other fields are kept).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -169,6 +170,8 @@ class ProposalAction(BaseModel):
     validators: Annotated[list[ValidatorSpec], Field(min_length=1)] | SkipJsonSchema[None] = None
     org: OrgId | SkipJsonSchema[None] = None
     roles: Annotated[list[OrgRole], Field(min_length=1)] | SkipJsonSchema[None] = None
+    version: Annotated[int, Field(ge=2)] | SkipJsonSchema[None] = None
+    height: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = None
 
 
 ProposalId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
@@ -211,6 +214,22 @@ class ConsortiumValidatorsChanged(EventData):
     effective_height: int = Field(ge=1)
     validators: list[KeyId] = Field(min_length=1,
                                     description="the key ids of the new validator set")
+
+
+class ConsortiumCompositionScheduled(EventData):
+    """Governance scheduled the next composition of contracts (services.composition) to
+    run from a height: replicas whose code lacks it halt before that height."""
+
+    version: int = Field(ge=2, description="the composition version to run")
+    height: int = Field(ge=1, description="the first height that runs it")
+
+
+class ConsortiumCompositionUpgraded(EventData):
+    """The chain runs a new composition from this block on (emitted by a block hook)."""
+
+    version: int = Field(ge=2)
+    height: int = Field(ge=1, description="the first height that ran it")
+    proposal: ProposalId
 
 
 # --- the registry --------------------------------------------------------------------
@@ -268,6 +287,8 @@ register("consortium.proposal.approved", ConsortiumProposalApproved, subject="pr
 register("consortium.proposal.executed", ConsortiumProposalExecuted, subject="proposal")
 register("consortium.proposal.expired", ConsortiumProposalExpired, subject="proposal")
 register("consortium.validators.changed", ConsortiumValidatorsChanged)
+register("consortium.composition.scheduled", ConsortiumCompositionScheduled)
+register("consortium.composition.upgraded", ConsortiumCompositionUpgraded)
 
 
 # --- the envelope --------------------------------------------------------------------

@@ -25,7 +25,7 @@ import pytest
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
-from services.composition import build_application
+from services.composition import COMPOSITIONS
 from services.gateway import events as ev
 from services.gateway.event_schemas import (
     EVENT_SCHEMAS,
@@ -36,6 +36,7 @@ from services.gateway.event_schemas import (
 from services.ledger.core.blocks import Block, BlockHeader, events_root, tx_root
 from services.ledger.core.contract import Event
 from services.ledger.core.crypto import PrivateKey
+from services.ledger.core.execution import Application
 from services.ledger.core.genesis import ChainParams
 from services.ledger.core.transactions import Transaction, sign_transaction
 from services.ledger.core.validators import Validator, ValidatorSet
@@ -87,7 +88,8 @@ class GovernanceChain:
 def governance_chain() -> GovernanceChain:
     testnet = make_testnet(params=ChainParams(proposal_ttl_ms=120_000))
     genesis = testnet.genesis
-    app = build_application()
+    # this code knows a version 2 of the composition, so the chain can upgrade to it
+    app = Application.versioned({1: COMPOSITIONS[1](), 2: COMPOSITIONS[1]()})
     state = app.genesis_state(genesis)
     blocks: list[tuple[Block, list[Event]]] = []
     nonces: dict[str, int] = {}
@@ -129,6 +131,7 @@ def governance_chain() -> GovernanceChain:
         for v in new_set.validators]}
     suspend = {"type": "suspend_organisation", "org": "merchants"}
     grant = {"type": "grant_roles", "org": "merchants", "roles": ["retailer"]}
+    upgrade = {"type": "schedule_upgrade", "version": 2, "height": 5}
 
     block([tx(a[0], "consortium.register_organisation",
               {"id": "acme", "name": "Acme Ltd", "roles": ["carrier"],
@@ -139,12 +142,14 @@ def governance_chain() -> GovernanceChain:
            tx(c[1], "consortium.revoke_key", {"key_id": c[1].key_id, "reason": "lost"}),
            tx(c[2], "notary.anchor", {"digest": "ab" * 32, "label": "invoice"})], t0)
     proposals = [tx(a[0], "consortium.propose", {"action": a_}) for a_ in
-                 (suspend, set_validators)] + [tx(a[1], "consortium.propose", {"action": grant})]
+                 (suspend, set_validators, upgrade)] + [
+        tx(a[1], "consortium.propose", {"action": grant})]
     block(proposals, t0 + 1_000)
     pids = [p.hash.hex() for p in proposals]
     block([tx(k, "consortium.approve", {"proposal": pid})
-           for pid in pids[:2] for k in (a[1], a[2])], t0 + 2_000)
+           for pid in pids[:3] for k in (a[1], a[2])], t0 + 2_000)
     block([], t0 + 3_000)  # 4: the new validator set is installed at its end
+    # 5 (below) runs composition version 2: its begin-block hook says so
     block([], t0 + 1_000 + 120_000)  # 5: the grant proposal expires
     return GovernanceChain(blocks)
 
@@ -158,7 +163,8 @@ def test_governance_chain_emits_every_registered_event_type(governance):
     emitted = {e.type for e, _ in governance.events}
     assert emitted == PLATFORM_TYPES  # the trace domain's are checked in tests/trace
     assert {e.type for e, _ in governance.events if e.tx_index is None} == {
-        "consortium.proposal.expired", "consortium.validators.changed"}
+        "consortium.proposal.expired", "consortium.validators.changed",
+        "consortium.composition.upgraded"}
 
 
 def test_every_emitted_event_matches_its_data_schema(governance, sim_store):
@@ -235,7 +241,7 @@ def test_transaction_event_as_cloudevent(sim_store):
 
 def test_block_hook_event_is_identified_by_the_block_hash(governance):
     hooks = [(e, b) for e, b in governance.events if e.tx_index is None]
-    assert len(hooks) == 2
+    assert len(hooks) == 3  # validators changed, composition upgraded, proposal expired
     for event, block in hooks:
         ce = ev.to_cloudevent(event, block=block, chain_id=block.header.chain_id)
         assert ce.get_id() == f"{block.hash.hex()}:{event.index}"
