@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.gateway import models as m
 from services.gateway.openapi import Endpoint
-from services.gateway.policies import principal_of
+from services.gateway.policies import expect_handler, principal_of
 from services.gateway.problems import Problem, parse_json_body
 from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
@@ -49,6 +49,8 @@ from services.ledger.node.settings import GatewayOptions
 
 JSON = "application/json"
 VALIDATOR_HEALTHY_MS = 10_000
+#: query parameters that are cursors: a malformed one is a ``bad_cursor`` like an unknown
+_CURSOR_PARAMS = frozenset({"cursor", "after"})
 
 
 def _reject_float(text: str) -> Any:
@@ -61,7 +63,8 @@ def parse_query(request: web.Request, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise Problem(400, "bad_query", f"{where}: {first['msg']}") from exc
+        code = "bad_cursor" if where in _CURSOR_PARAMS else "bad_query"
+        raise Problem(400, code, f"{where}: {first['msg']}") from exc
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -161,8 +164,18 @@ class GatewayApi:
               {200: (m.TxResult, m.TxResults), 202: (m.TxResult, m.TxResults)},
               query=m.SubmitQuery, body=(m.SignedTransaction, m.TransactionBatch),
               errors=(400, 401, 403, 409, 413, 415, 422, 429, 503),
+              problems={422: (m.BatchRejected, "Refused: the transaction (its code says "
+                              "why), or every transaction of a batch (batch_rejected, "
+                              "each one's result in transactions)")},
               description="A single transaction answers a single TxResult object; a batch "
-                          "answers {transactions: [...]}. With wait=commit the answer "
+                          "answers {transactions: [...]}, one result per item in order. "
+                          "200: every transaction is committed (wait=commit); 202: some "
+                          "were taken and are pending or committed, some maybe refused "
+                          "(each item's status says which, a refused one with its code). "
+                          "A batch with every item refused answers 422 "
+                          "problem batch_rejected, whose transactions member carries the "
+                          "same per-item results. A single refused transaction answers "
+                          "the problem of its own code. With wait=commit the answer "
                           "comes after commit, with height, inclusion proof and the "
                           "block's commit certificate."),
             E("GET", "/v1/transactions", self.list_transactions, "Search transactions",
@@ -174,11 +187,11 @@ class GatewayApi:
               path_params={"tx_hash": {"type": "string", "pattern": m.HEX32}},
               errors=(400, 404, 429, 503)),
             E("GET", "/v1/blocks", self.list_blocks, "Recent blocks", "explorer",
-              {200: m.BlockPage}, query=m.PageQuery, errors=page),
+              {200: m.BlockPage}, query=m.BlocksQuery, errors=page),
             E("GET", "/v1/blocks/{height}", self.get_block,
               "A block with its commit certificate", "explorer", {200: m.CertifiedBlock},
-              path_params={"height": {"type": "string",
-                                      "pattern": r"^(latest|[0-9]{1,15})$"}},
+              path_params={"height": {"type": "string", "pattern": m.HEIGHT_OR_LATEST,
+                                      "description": "a height, or latest"}},
               errors=(400, 404, 429)),
             E("GET", "/v1/events", self.list_events, "Search events", "events",
               {200: m.EventPage}, query=m.EventsQuery, errors=page),
@@ -189,8 +202,12 @@ class GatewayApi:
             E("GET", "/v1/state/{key}", self.get_state,
               "A state value (or its absence) with a proof against a certified block",
               "explorer", {200: m.StateValue},
-              path_params={"key": {"type": "string", "minLength": 1, "maxLength": 512}},
-              errors=(400, 429, 503)),
+              path_params={"key": {"type": "string", "pattern": m.STATE_KEY,
+                                   "description": "1..512 ASCII characters; a / in the "
+                                                  "key may be sent as is or as %2F"}},
+              errors=(400, 404, 429, 503),
+              problems={404: (m.ProblemDetails, "No such route: an empty key "
+                              "(/v1/state/). An absent value is a 200 with value null")}),
             E("GET", "/v1/validators", self.get_validators,
               "Validators and their health as the gateway sees them", "explorer",
               {200: m.ValidatorsResponse}, errors=(429,)),
@@ -198,8 +215,7 @@ class GatewayApi:
               "A validator set that certified blocks, and the first block it certified "
               "(how a client follows validator-set changes from its genesis)", "explorer",
               {200: m.ValidatorSetRecord},
-              path_params={"validators_hash": {"type": "string",
-                                               "pattern": "^[0-9a-f]{64}$"}},
+              path_params={"validators_hash": {"type": "string", "pattern": m.HEX32}},
               errors=(400, 404, 429)),
             E("GET", "/v1/keys/{key_id}", self.get_key,
               "A key's registration and nonces", "identity", {200: m.KeyInfo},
@@ -207,7 +223,7 @@ class GatewayApi:
               errors=(400, 404, 429)),
             E("GET", "/v1/orgs/{org_id}", self.get_org, "An organisation", "identity",
               {200: m.Organisation},
-              path_params={"org_id": {"type": "string", "pattern": r"^[a-z0-9._-]{1,64}$"}},
+              path_params={"org_id": {"type": "string", "pattern": m.ORG_ID}},
               errors=(400, 404, 429)),
             E("GET", "/v1/me", self.get_me, "Who the signed caller is (private)",
               "identity", {200: m.Me}, signed=True, errors=(400, 401, 429)),
@@ -220,10 +236,11 @@ class GatewayApi:
         return out
 
     def routes(self) -> list[web.RouteDef]:
+        expect = expect_handler(self.options.body_bytes_max)
         out = []
         for e in self.all_endpoints():
             path = e.path.replace("{key}", "{key:.+}")
-            out.append(web.route(e.method, path, e.handler))
+            out.append(web.route(e.method, path, e.handler, expect_handler=expect))
         return out
 
     # --- transactions --------------------------------------------------------------------
@@ -272,8 +289,12 @@ class GatewayApi:
             by_hash = {r["tx_hash"]: r for r in receipts}
             results = [by_hash.get(r["tx_hash"], r) if r["status"] == "pending" else r
                        for r in results]
-        if not batch and results[0]["status"] == "rejected":
-            raise Problem(422, str(results[0]["code"]), str(results[0]["detail"]))
+        if all(r["status"] == "rejected" for r in results):
+            if not batch:
+                raise Problem(422, str(results[0]["code"]), str(results[0]["detail"]))
+            # Nothing was taken: "Accepted" would be a lie (the per-item codes say why).
+            raise Problem(422, "batch_rejected", f"all {len(results)} transactions of the "
+                          "batch were refused", transactions=results)
         status = 200 if all(r["status"] == "committed" for r in results) else 202
         return json_response({"transactions": results} if batch else results[0], status)
 
@@ -345,7 +366,7 @@ class GatewayApi:
     # --- blocks and events -----------------------------------------------------------------
 
     async def list_blocks(self, request: web.Request) -> web.Response:
-        q = parse_query(request, m.PageQuery)
+        q = parse_query(request, m.BlocksQuery)
         from services.gateway.views import queries
 
         return json_response(await self._views(queries.list_blocks(

@@ -8,12 +8,26 @@ in milliseconds and money in minor units).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
 HEX32 = r"^[0-9a-f]{64}$"
 KEY_ID = r"^[0-9a-f]{32}$"
+ORG_ID = r"^[a-z0-9._-]{1,64}$"
+HEIGHT_OR_LATEST = r"^(latest|[0-9]{1,15})$"
+#: a state key: ASCII (``services.ledger.core.state.state_key``); "/" in it is sent as
+#: is or as %2F, the same key either way
+STATE_KEY = r"^[\x00-\x7f]{1,512}$"
+#: the views' opaque cursors: URL-safe base64 (``services.gateway.views.queries``)
+CURSOR = r"^[A-Za-z0-9_-]{1,256}$"
+#: where /v1/events/replay continues: ``<height>/<event id>`` as a page's next_cursor
+#: gives it, or a bare event id (``services.gateway.events.replay``)
+REPLAY_CURSOR = (r"^((0|[1-9][0-9]{0,18})/)?[0-9a-f]{64}:(0|[1-9][0-9]{0,9})$")
+#: Idempotency-Key: printable ASCII, no space at either end (the header's own
+#: whitespace is not part of it)
+IDEMPOTENCY_KEY = r"^[!-~]([ -~]{0,126}[!-~])?$"
 
 
 class Model(BaseModel):
@@ -33,21 +47,38 @@ class ProblemDetails(Open):
 
     type: str = Field(examples=["/problems/bad_nonce"])
     title: str
-    status: int
-    detail: str = ""
-    code: str = Field(description="Stable machine-readable error code")
+    status: int = Field(ge=400, le=599)
+    detail: str
+    code: str = Field(pattern=r"^[a-z0-9_]{1,64}$",
+                      description="Stable machine-readable error code")
     instance: str = ""
 
 
 # --- transactions ------------------------------------------------------------------------
 
+#: the integers canonical JSON carries exactly (``services.ledger.core.encoding``)
+CANONICAL_INT_MAX = 2**53 - 1
+if TYPE_CHECKING:  # mypy cannot follow the recursive alias pydantic needs
+    CanonicalObject = dict[str, Any]
+else:
+    _AsciiKey = Annotated[str, Field(pattern=r"^[\x00-\x7f]*$")]
+    _NoOtherKeys = Field(json_schema_extra={"additionalProperties": False})
+    #: a value of canonical JSON: no floating-point numbers, integers within
+    #: ±(2**53 - 1), ASCII object keys (and nesting bounded: tx_payload_depth_max)
+    _CanonicalInt = Annotated[int, Field(ge=-CANONICAL_INT_MAX, le=CANONICAL_INT_MAX)]
+    CanonicalValue = TypeAliasType(
+        "CanonicalValue", bool | _CanonicalInt | str | list["CanonicalValue"]
+        | Annotated[dict[_AsciiKey, "CanonicalValue"], _NoOtherKeys] | None)
+    CanonicalObject = Annotated[dict[_AsciiKey, CanonicalValue], _NoOtherKeys]
+
+
 class TxBody(Model):
     chain_id: str = Field(max_length=64)
     kind: str = Field(max_length=97, examples=["notary.anchor"])
     sender: str = Field(pattern=KEY_ID)
-    nonce: int = Field(ge=0, le=2**53 - 1)
-    payload: dict[str, Any]
-    created_at: int = Field(ge=0, le=2**53 - 1, description="ms since the Unix epoch")
+    nonce: int = Field(ge=0, le=CANONICAL_INT_MAX)
+    payload: CanonicalObject
+    created_at: int = Field(ge=0, le=CANONICAL_INT_MAX, description="ms since the Unix epoch")
 
 
 class SignedTransaction(Model):
@@ -100,13 +131,14 @@ class BlockHeaderModel(Model):
 class TxResult(Open):
     """Outcome of one submitted transaction."""
 
-    tx_hash: str | None = None
+    tx_hash: str | None = Field(None, pattern=HEX32,
+                                description="absent when the item did not decode")
     status: Literal["pending", "committed", "rejected"]
     code: str | None = None
     detail: str | None = None
-    height: int | None = None
-    index: int | None = None
-    block_hash: str | None = None
+    height: int | None = Field(None, ge=1)
+    index: int | None = Field(None, ge=0)
+    block_hash: str | None = Field(None, pattern=HEX32)
     header: BlockHeaderModel | None = None
     proof: InclusionProofModel | None = None
     certificate: CommitCertificateModel | None = None
@@ -114,6 +146,15 @@ class TxResult(Open):
 
 class TxResults(Model):
     transactions: list[TxResult]
+
+
+class BatchRejected(ProblemDetails):
+    """A refused submission. A batch whose every transaction was refused is the problem
+    ``batch_rejected`` and carries each one's result in ``transactions``, as a batch
+    answer would."""
+
+    transactions: list[TxResult] | None = Field(
+        None, description="batch_rejected: the result of each transaction, in order")
 
 
 class SubmitQuery(Model):
@@ -149,12 +190,27 @@ class TransactionWithProof(Open):
 
 # --- pages ------------------------------------------------------------------------------
 
+def _cursor(of: str) -> Any:
+    """An opaque cursor of the ``of`` list: only a ``next_cursor`` of that list is one
+    (any other, even of the right shape, is a 400 ``bad_cursor``). ``format`` names
+    which list's, for tools that generate requests."""
+    return Field(None, pattern=CURSOR, description=f"Opaque cursor: the next_cursor of "
+                 f"the previous page of {of}", json_schema_extra={
+                     "format": f"ecosphere-cursor-{of}"})
+
+
 class PageQuery(Model):
-    cursor: str | None = Field(None, max_length=512, description="Opaque cursor from a page")
+    cursor: str | None = Field(None, pattern=CURSOR,
+                               description="Opaque cursor: the next_cursor of a page")
     limit: int = Field(50, ge=1, le=200)
 
 
+class BlocksQuery(PageQuery):
+    cursor: str | None = _cursor("blocks")
+
+
 class TransactionsQuery(PageQuery):
+    cursor: str | None = _cursor("transactions")
     sender: str | None = Field(None, pattern=KEY_ID)
     kind: str | None = Field(None, max_length=97)
     contract: str | None = Field(None, max_length=32)
@@ -162,6 +218,7 @@ class TransactionsQuery(PageQuery):
 
 
 class EventsQuery(PageQuery):
+    cursor: str | None = _cursor("events")
     type: str | None = Field(None, max_length=97)
     domain: str | None = Field(None, max_length=32)
     tx_hash: str | None = Field(None, pattern=HEX32)
@@ -170,7 +227,11 @@ class EventsQuery(PageQuery):
 
 class ReplayQuery(Model):
     from_height: int = Field(1, ge=1)
-    after: str | None = Field(None, max_length=200, description="Last event id seen")
+    after: str | None = Field(
+        None, pattern=REPLAY_CURSOR, json_schema_extra={"format": "ecosphere-replay-cursor"},
+        description="Where to continue: the next_cursor of the previous page "
+                    "(<height>/<event id>), or an event id (looked for from from_height "
+                    "on). One that names no event of this chain is a 400 bad_cursor.")
     limit: int = Field(100, ge=1, le=1000)
 
 

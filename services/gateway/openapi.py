@@ -20,11 +20,39 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from services.gateway.models import ProblemDetails
+from services.gateway.models import IDEMPOTENCY_KEY, ProblemDetails
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"\{([a-z_]+)(?::[^}]*)?\}")
+ProblemDoc = tuple[type[BaseModel], str]
+
+# RFC 9421 fields as the SDK writes them under the ecosphere profile
+# (services.ledger.core.httpsig): one signature, tagged "ecosphere", covering @method and
+# @target-uri (and content-digest when there is a body), with created, keyid and nonce.
+_SF_LABEL = r"[a-z*][a-z0-9_.*-]{0,63}"
+_SIGNATURE_PARAMS = (r';created=[0-9]{1,15}(;expires=[0-9]{1,15})?;keyid="[0-9a-f]{32}"'
+                     r';nonce="[A-Za-z0-9_-]{1,256}"(;alg="ed25519")?;tag="ecosphere"')
+SIGNATURE = rf"^{_SF_LABEL}=:[A-Za-z0-9+/]{{86}}==:$"
+
+
+def signature_input_pattern(*, with_body: bool) -> str:
+    """The Signature-Input the SDK sends (a request with a body covers content-digest)."""
+    digest = ' "content-digest"' if with_body else '( "content-digest")?'
+    return (rf'^{_SF_LABEL}=\("@method" "@target-uri"( "@authority")?{digest}'
+            rf'( "content-type")?( "gs1-capture-error-behaviour")?\){_SIGNATURE_PARAMS}$')
+
+
+_SIGNATURE_INPUT_DOC = (
+    "RFC 9421 Signature-Input, a structured-field dictionary with one member (its label "
+    "names the member of Signature). The ecosphere profile: tag \"ecosphere\"; alg absent "
+    "or \"ed25519\"; keyid = your registered key id; created (at most 300 s old, 30 s "
+    "ahead), a nonce used once, expires optional; covering @method and @target-uri, and "
+    "content-digest when there is a body. The pattern is the form the SDK writes; any "
+    "serialisation meeting the profile is accepted. A malformed field is a 400 "
+    "bad_signature_input; a well-formed one that does not verify, a 401.")
+_SIGNATURE_DOC = ("RFC 9421 Signature: the member named by Signature-Input's label, the "
+                  "Ed25519 signature (64 bytes) as a structured-field byte sequence")
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,9 @@ class Endpoint:
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     content_type: str = "application/json"
+    #: error statuses answered with a richer problem than ProblemDetails, or that need
+    #: saying when they happen: status -> (model, description)
+    problems: dict[int, ProblemDoc] = field(default_factory=dict)
 
     @property
     def openapi_path(self) -> str:
@@ -60,7 +91,8 @@ def _models(endpoints: Sequence[Endpoint]) -> list[type[BaseModel]]:
         bodies = e.body if isinstance(e.body, tuple) else (e.body,) if e.body else ()
         answers = [m for r in e.responses.values() if r is not None
                    for m in (r if isinstance(r, tuple) else (r,))]
-        for m in (*bodies, *answers):
+        problems = [model for model, _ in e.problems.values()]
+        for m in (*bodies, *answers, *problems):
             seen.setdefault(m.__name__, m)
     return list(seen.values())
 
@@ -77,57 +109,18 @@ def openapi_document(endpoints: Sequence[Endpoint], *, title: str, version: str,
             "operationId": e.operation_id,
             "summary": e.summary,
             "tags": [e.tag],
-            "parameters": [],
-            "responses": {},
+            "parameters": _parameters(e),
+            "responses": _responses(e),
         }
         if e.description:
             op["description"] = e.description
-        for name in _PARAM.findall(e.path):
-            schema = e.path_params.get(name, {"type": "string"})
-            op["parameters"].append({"name": name, "in": "path", "required": True,
-                                     "schema": schema})
-        if e.query is not None:
-            query_schema = e.query.model_json_schema(ref_template=REF)
-            required = set(query_schema.get("required", []))
-            for name, prop in query_schema.get("properties", {}).items():
-                op["parameters"].append({"name": name, "in": "query",
-                                         "required": name in required,
-                                         "schema": _nullable_scalar(prop)})
         if e.signed:
             op["security"] = [{"httpMessageSignature": []}]
-            op["parameters"] += [
-                {"name": "Signature-Input", "in": "header", "required": True,
-                 "schema": {"type": "string"},
-                 "description": "RFC 9421 signature parameters (keyid = your key id)"},
-                {"name": "Signature", "in": "header", "required": True,
-                 "schema": {"type": "string"}},
-            ]
-        if e.method == "POST":
-            op["parameters"].append({
-                "name": "Idempotency-Key", "in": "header", "required": False,
-                "schema": {"type": "string", "maxLength": 128},
-                "description": "Repeat a POST safely: the same key returns the first answer"})
         if e.body is not None:
             bodies = e.body if isinstance(e.body, tuple) else (e.body,)
             refs = [{"$ref": REF.format(model=b.__name__)} for b in bodies]
             op["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}}}
-        for status, model in e.responses.items():
-            content = None
-            if model is not None:
-                refs = [{"$ref": REF.format(model=m.__name__)}
-                        for m in (model if isinstance(model, tuple) else (model,))]
-                content = {e.content_type: {
-                    "schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}}
-            response: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
-            if content:
-                response["content"] = content
-            op["responses"][str(status)] = response
-        for status in sorted({*e.errors, *((401,) if e.signed else ()), 500}):
-            op["responses"].setdefault(str(status), {
-                "description": _DESCRIPTIONS.get(status, "Problem"),
-                "content": {"application/problem+json": {
-                    "schema": {"$ref": REF.format(model="ProblemDetails")}}}})
         paths.setdefault(e.openapi_path, {})[e.method.lower()] = op
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -150,15 +143,81 @@ def openapi_document(endpoints: Sequence[Endpoint], *, title: str, version: str,
     return doc
 
 
+def _parameters(e: Endpoint) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name in _PARAM.findall(e.path):
+        schema = e.path_params.get(name, {"type": "string"})
+        out.append({"name": name, "in": "path", "required": True, "schema": schema})
+    if e.query is not None:
+        query_schema = e.query.model_json_schema(ref_template=REF)
+        required = set(query_schema.get("required", []))
+        for name, prop in query_schema.get("properties", {}).items():
+            out.append({"name": name, "in": "query", "required": name in required,
+                        "schema": _nullable_scalar(prop)})
+    if e.signed:
+        out += [
+            {"name": "Signature-Input", "in": "header", "required": True,
+             "schema": {"type": "string", "maxLength": 1024, "pattern":
+                        signature_input_pattern(with_body=e.body is not None)},
+             "description": _SIGNATURE_INPUT_DOC},
+            {"name": "Signature", "in": "header", "required": True,
+             "schema": {"type": "string", "maxLength": 160, "pattern": SIGNATURE},
+             "description": _SIGNATURE_DOC},
+        ]
+    if e.method == "POST":
+        out.append({
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                       "pattern": IDEMPOTENCY_KEY},
+            "description": "Repeat a POST safely: the same key (1..128 printable ASCII "
+                           "characters) returns the first answer; with another body or "
+                           "query it is a 422 idempotency_key_reused, while the first "
+                           "runs a 409 idempotency_in_progress"})
+    return out
+
+
+def _responses(e: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, model in e.responses.items():
+        response: dict[str, Any] = {"description": _DESCRIPTIONS.get(status, "OK")}
+        if model is not None:
+            refs = [{"$ref": REF.format(model=m.__name__)}
+                    for m in (model if isinstance(model, tuple) else (model,))]
+            response["content"] = {e.content_type: {
+                "schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}}
+        out[str(status)] = response
+    for status in sorted({*e.errors, *_policy_statuses(e), 500}):
+        problem, description = e.problems.get(
+            status, (ProblemDetails, _DESCRIPTIONS.get(status, "Problem")))
+        out.setdefault(str(status), {
+            "description": description,
+            "content": {"application/problem+json": {
+                "schema": {"$ref": REF.format(model=problem.__name__)}}}})
+    return out
+
+
+def _policy_statuses(e: Endpoint) -> set[int]:
+    """Statuses the policies answer on every route of their kind (services.gateway.
+    policies): rate limits everywhere; signatures where signed; bodies that are too
+    large, or coded with an unknown or broken Content-Encoding, where there is a body."""
+    statuses = {429}
+    if e.signed:
+        statuses |= {400, 401}
+    if e.body is not None:
+        statuses |= {400, 413, 415}
+    return statuses
+
+
 def _nullable_scalar(prop: dict[str, Any]) -> dict[str, Any]:
-    """Query parameters are scalars: flatten pydantic's ``anyOf [T, null]``."""
+    """Query parameters are scalars: flatten pydantic's ``anyOf [T, null]`` (keeping
+    what is said beside it: format, description, a default that is not null)."""
     if "anyOf" in prop:
         options = [p for p in prop["anyOf"] if p.get("type") != "null"]
         if len(options) == 1:
             merged = {**options[0]}
-            for k in ("default", "description", "title"):
-                if k in prop and prop[k] is not None:
-                    merged[k] = prop[k]
+            for k, v in prop.items():
+                if k != "anyOf" and v is not None:
+                    merged[k] = v
             return merged
     return prop
 
@@ -166,8 +225,8 @@ def _nullable_scalar(prop: dict[str, Any]) -> dict[str, Any]:
 _DESCRIPTIONS = {
     200: "OK", 202: "Accepted: not committed yet", 400: "Bad request", 401: "Unauthorised",
     403: "Forbidden", 404: "Not found", 409: "Conflict", 413: "Payload too large",
-    415: "Unsupported media type", 422: "Unprocessable content", 429: "Rate limited",
-    500: "Internal error", 503: "Unavailable",
+    415: "Unsupported media type (or Content-Encoding)", 422: "Unprocessable content",
+    429: "Rate limited", 500: "Internal error", 503: "Unavailable",
 }
 
 
@@ -206,7 +265,9 @@ fetch('/openapi.json').then(r=>r.json()).then(doc=>{
 """
 
 
-def docs_routes(endpoints: Sequence[Endpoint], *, title: str, version: str) -> list[web.RouteDef]:
+def docs_routes(endpoints: Sequence[Endpoint], *, title: str, version: str,
+                expect: Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+                | None = None) -> list[web.RouteDef]:
     cache: dict[str, bytes] = {}
 
     async def openapi_json(request: web.Request) -> web.Response:
@@ -218,4 +279,5 @@ def docs_routes(endpoints: Sequence[Endpoint], *, title: str, version: str) -> l
     async def docs(request: web.Request) -> web.Response:
         return web.Response(text=DOCS_PAGE, content_type="text/html")
 
-    return [web.get("/openapi.json", openapi_json), web.get("/docs", docs)]
+    return [web.get("/openapi.json", openapi_json, expect_handler=expect),
+            web.get("/docs", docs, expect_handler=expect)]

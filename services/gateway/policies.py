@@ -13,6 +13,13 @@
   running is a 409 ``idempotency_in_progress``.
 * **CORS**: allowed origins are configured (none by default); preflight
   requests are answered here.
+* **Request bodies**: ``Content-Encoding`` gzip (x-gzip) and deflate are decoded
+  here, once, for every handler (aiohttp's own decoding is turned off, see
+  ``HANDLER_ARGS``), within ``body_bytes_max`` decoded bytes; a body that does not
+  decode is a 400 ``bad_content_encoding``, any other coding a 415
+  ``unsupported_content_encoding``. ``Expect: 100-continue`` is answered before
+  the body is sent: 413 ``body_too_large`` when the announced Content-Length is
+  over the limit, 417 for any other expectation (:func:`expect_handler`).
 
 Every bound is named and configurable (``PolicyLimits``).
 """
@@ -21,19 +28,38 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import time
+import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
+from services.gateway.models import IDEMPOTENCY_KEY
 from services.gateway.problems import Problem, problem_middleware
 from services.sdk.httpsig import STATUS, HttpSigError, ReplayCache, verify_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
 KeyResolver = Callable[[str], bytes | None]
+#: keyword arguments of the app's request handler: bodies are decoded by the
+#: ``decode_body`` policy, where a bad or unknown coding becomes a problem (aiohttp's
+#: own decoder answers an unknown ``br``/``zstd`` with a plain-text 400 before any
+#: middleware runs, and a corrupt gzip with a 500)
+HANDLER_ARGS: Mapping[str, object] = MappingProxyType({"auto_decompress": False})
+#: content codings decoded (RFC 9110 section 8.4.1; x-gzip is gzip, section 8.4.1.3),
+#: as zlib window bits
+CONTENT_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
+                   "deflate": zlib.MAX_WBITS}
+ACCEPT_ENCODING = "gzip, deflate"
+#: codings stacked on one body ("gzip, gzip" is legal, and a cheap amplifier)
+CONTENT_CODINGS_MAX = 2
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY)
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,8 @@ class PolicyLimits:
     #: addresses (CIDR) of the proxies in front (the ingress): only from them is
     #: X-Forwarded-For believed, so rate limits are per client, not per ingress pod
     trusted_proxies: tuple[str, ...] = ()
+    #: a request body, as sent and once decoded (the app's client_max_size is the same)
+    body_bytes_max: int = 4 * 1024 * 1024
 
 
 class TokenBuckets:
@@ -102,8 +130,8 @@ class Policies:
     def middlewares(self) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
         """CORS outermost (so problems carry CORS headers too), then problems, then
         authentication before rate limiting (signed callers are limited per key)."""
-        return [self.cors, problem_middleware, self.authenticate, self.rate_limit,
-                self.idempotency]
+        return [self.cors, problem_middleware, self.decode_body, self.authenticate,
+                self.rate_limit, self.idempotency]
 
     # --- CORS ---------------------------------------------------------------------
 
@@ -136,7 +164,8 @@ class Policies:
             # Verification costs a body read and an Ed25519 check: the address pays for
             # it first, so forged signatures cannot bypass the rate limit.
             self._limit(f"ip:{self.client_address(request)}")
-            body = await request.read() if request.can_read_body else None
+            # body_exists, not can_read_body: decode_body may have read it already
+            body = await request.read() if request.body_exists else None
             try:
                 principal = verify_request(
                     method=request.method, url=self._target_uri(request),
@@ -153,6 +182,21 @@ class Policies:
         used, with the raw (still percent-encoded) path and query."""
         base = self.limits.public_base_url or f"{request.scheme}://{request.host}"
         return base.rstrip("/") + request.raw_path
+
+    # --- request bodies ------------------------------------------------------------------
+
+    @web.middleware
+    async def decode_body(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Decode a content-coded body once, before anyone reads it."""
+        codings = content_codings(request)
+        # total_compressed_bytes is set when aiohttp decoded the body itself (an app
+        # served without HANDLER_ARGS): decoding again would fail.
+        if codings and request.content.total_compressed_bytes is None:
+            raw = await request.read()
+            # The one body every reader (signature, idempotency, handler) sees: aiohttp's
+            # read() returns _read_bytes once set, and offers no public way to set it.
+            request._read_bytes = decode_content(raw, codings, self.limits.body_bytes_max)
+        return await handler(request)
 
     # --- the client's address -------------------------------------------------------------
 
@@ -189,8 +233,9 @@ class Policies:
         key = request.headers.get("Idempotency-Key")
         if request.method != "POST" or key is None:
             return await handler(request)
-        if not 0 < len(key) <= 128:
-            raise Problem(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 chars")
+        if _IDEMPOTENCY_KEY.fullmatch(key) is None:
+            raise Problem(400, "bad_idempotency_key", "Idempotency-Key must be 1..128 "
+                          "printable ASCII characters, no space at either end")
         who = request.get(PRINCIPAL) or f"ip:{self.client_address(request)}"
         # The key names one request: the same key on another path (or with another
         # query, e.g. ?wait=commit) is another request, not a replay.
@@ -274,6 +319,90 @@ def _in_networks(address: str, networks: tuple[Network, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in networks)
+
+
+def content_codings(request: web.Request) -> list[str]:
+    """The codings applied to the request's body, in the order applied (identity
+    dropped); a 415 problem naming the codings accepted for any other."""
+    if not request.body_exists:
+        return []
+    listed = [c.strip().lower() for value in request.headers.getall("Content-Encoding", [])
+              for c in value.split(",") if c.strip()]
+    codings = [c for c in listed if c != "identity"]
+    unknown = [c for c in codings if c not in CONTENT_CODINGS]
+    if unknown or len(codings) > CONTENT_CODINGS_MAX:
+        what = f"content coding {unknown[0][:40]!r}" if unknown else "more than " \
+            f"{CONTENT_CODINGS_MAX} content codings"
+        raise Problem(415, "unsupported_content_encoding",
+                      f"{what} is not supported; send {ACCEPT_ENCODING} or identity",
+                      headers={"Accept-Encoding": ACCEPT_ENCODING})
+    return codings
+
+
+def decode_content(raw: bytes, codings: list[str], limit: int) -> bytes:
+    """``raw`` with ``codings`` undone (the last applied first), at most ``limit`` bytes
+    at every step: 400 ``bad_content_encoding`` or 413 ``body_too_large`` problems."""
+    body = raw
+    for coding in reversed(codings):
+        body = _decode_one(body, coding, limit)
+    return body
+
+
+def _decode_one(data: bytes, coding: str, limit: int) -> bytes:
+    out = bytearray()
+    while data:  # a gzip body may be several members (RFC 1952 section 2.2)
+        wbits = CONTENT_CODINGS[coding]
+        if coding == "deflate" and data[0] & 0x0F != 8:
+            wbits = -zlib.MAX_WBITS  # raw DEFLATE without the zlib wrapper, as sent by some
+        decoder = zlib.decompressobj(wbits)
+        try:
+            out += decoder.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise Problem(400, "bad_content_encoding",
+                          f"the body does not decode as {coding}: {exc}") from exc
+        if len(out) > limit or decoder.unconsumed_tail:
+            raise Problem(413, "body_too_large",
+                          f"the decoded body is over the limit of {limit} bytes")
+        if not decoder.eof:
+            raise Problem(400, "bad_content_encoding", f"the {coding} body is truncated")
+        data = decoder.unused_data
+        if data and coding == "deflate":
+            raise Problem(400, "bad_content_encoding", "bytes after the end of the deflate "
+                          "stream")
+    return bytes(out)
+
+
+def expect_handler(body_bytes_max: int) -> ExpectHandler:
+    """The routes' answer to ``Expect`` (RFC 9110 section 10.1.1), given before the client
+    sends its body: 413 when the announced body is over ``body_bytes_max``, 415 for a
+    content coding not supported, 417 for an expectation other than 100-continue."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.version < HttpVersion11:
+            return None  # an HTTP/1.0 client cannot wait for 100 (section 10.1.1)
+        expectation = request.headers.get("Expect", "").strip().lower()
+        problem = None
+        if expectation != "100-continue":
+            problem = Problem(417, "expectation_failed",
+                              "the only expectation understood is 100-continue")
+        elif request.content_length is not None and request.content_length > body_bytes_max:
+            problem = Problem(413, "body_too_large",
+                              f"a body is at most {body_bytes_max} bytes; this one "
+                              f"would be {request.content_length}")
+        else:
+            try:
+                content_codings(request)
+            except Problem as refused:
+                problem = refused
+        if problem is not None:
+            response = problem.response(request.path)
+            response.force_close()  # the body, if it comes anyway, is not read
+            return response
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not part of the response
+        return None
+
+    return expect
 
 
 def principal_of(request: web.Request) -> str:

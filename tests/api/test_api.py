@@ -118,6 +118,8 @@ def test_batches_and_per_item_errors(live: LiveNetwork) -> None:
 
 def test_errors_are_problem_json_with_stable_codes(live: LiveNetwork) -> None:
     client = live.client(live.demo_key)
+    # the views must be up, or a list answers 503 before it looks at its cursor
+    wait_until(lambda: raw(live, "GET", "/v1/trace/penalties")[0] == 200)
     cases = [
         ("POST", "/v1/transactions", b"{}", {"Content-Type": "text/plain"}, 415,
          "unsupported_media_type"),
@@ -139,6 +141,14 @@ def test_errors_are_problem_json_with_stable_codes(live: LiveNetwork) -> None:
          {"Content-Type": "application/json"}, 400, "bad_json"),
         ("POST", "/v1/trace/certificates/verify", b"[" * 100_000 + b"]" * 100_000,
          {"Content-Type": "application/json"}, 400, "bad_json"),
+        # issue 10: formats the document states are the ones enforced, with their codes
+        ("GET", "/v1/blocks?cursor=not%20base64", None, {}, 400, "bad_cursor"),
+        ("GET", "/v1/events/replay?after=nope", None, {}, 400, "bad_cursor"),
+        ("GET", "/v1/state/", None, {}, 404, "not_found"),
+        ("PUT", "/v1/status", b"", {}, 405, "method_not_allowed"),
+        ("POST", "/v1/transactions", b"{}", {"Content-Type": "application/json",
+                                            "Idempotency-Key": "caf\u00e9"}, 400,
+         "bad_idempotency_key"),
     ]
     for method, path, body, headers, status, code in cases:
         got, ctype, payload = raw(live, method, path, body, headers)

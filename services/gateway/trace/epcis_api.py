@@ -199,6 +199,8 @@ PAGE_TOKEN_CHARS_MAX = 256
 QUERY_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 SUBSCRIPTION_ID = r"^[0-9a-f]{32}$"
 HEX32 = r"^[0-9a-f]{64}$"
+#: a nextPageToken as this server writes it (URL-safe base64, see encode_page_token)
+PAGE_TOKEN = rf"^[A-Za-z0-9_-]{{1,{PAGE_TOKEN_CHARS_MAX}}}$"
 NAMED_QUERIES_PER_ORG_MAX = 100
 SUBSCRIPTIONS_PER_QUERY_MAX = 20
 DEST_CHARS_MAX = 2_048
@@ -340,19 +342,33 @@ class EPCISQueryDocument(BaseModel):
     epcisBody: dict[str, Any]
 
 
+def _one_or_more(words: Sequence[str]) -> str:
+    """The pattern of a parameter holding some of ``words``, separated by | or ,."""
+    word = "(" + "|".join(words) + ")"
+    return rf"^{word}([|,]{word})*$"
+
+
 class EventsQuery(BaseModel):
     """The standard query parameters understood (``EQ_bizTransaction_<type>`` too)."""
 
     model_config = ConfigDict(extra="allow")
 
-    eventType: str | None = Field(None, description="ObjectEvent, AggregationEvent, ...")
-    EQ_action: str | None = Field(None, description="ADD, OBSERVE or DELETE")
+    eventType: str | None = Field(None, pattern=_one_or_more(epcis.EVENT_TYPES),
+                                  description="ObjectEvent, AggregationEvent, ... (several "
+                                              "separated by | or ,)")
+    EQ_action: str | None = Field(None, pattern=_one_or_more(epcis.ACTIONS),
+                                  description="ADD, OBSERVE or DELETE (several separated "
+                                              "by | or ,)")
     EQ_bizStep: str | None = Field(None, description="CBV word, URN or Web URI")
     EQ_disposition: str | None = Field(None, description="CBV word, URN or Web URI")
-    GE_eventTime: str | None = Field(None, description="RFC 3339, inclusive")
-    LT_eventTime: str | None = Field(None, description="RFC 3339, exclusive")
-    GE_recordTime: str | None = Field(None, description="RFC 3339, inclusive")
-    LT_recordTime: str | None = Field(None, description="RFC 3339, exclusive")
+    GE_eventTime: str | None = Field(None, description="RFC 3339, inclusive",
+                                     json_schema_extra={"format": "date-time"})
+    LT_eventTime: str | None = Field(None, description="RFC 3339, exclusive",
+                                     json_schema_extra={"format": "date-time"})
+    GE_recordTime: str | None = Field(None, description="RFC 3339, inclusive",
+                                      json_schema_extra={"format": "date-time"})
+    LT_recordTime: str | None = Field(None, description="RFC 3339, exclusive",
+                                      json_schema_extra={"format": "date-time"})
     EQ_readPoint: str | None = Field(None, description="SGLN (URN or Digital Link)")
     EQ_bizLocation: str | None = Field(None, description="SGLN (URN or Digital Link)")
     MATCH_epc: str | None = Field(None, description="EPC URN, pattern or Digital Link")
@@ -362,12 +378,14 @@ class EventsQuery(BaseModel):
     MATCH_outputEPC: str | None = Field(None, description="a transformation's output")
     EQ_eventID: str | None = None
     perPage: int | None = Field(None, ge=1, le=PER_PAGE_MAX)
-    nextPageToken: str | None = Field(None, max_length=PAGE_TOKEN_CHARS_MAX)
+    nextPageToken: str | None = Field(None, pattern=PAGE_TOKEN, description="The "
+                                      "nextPageToken of the previous page of this query")
 
 
 class PageQuery(Model):
     perPage: int | None = Field(None, ge=1, le=PER_PAGE_MAX)
-    nextPageToken: str | None = Field(None, max_length=PAGE_TOKEN_CHARS_MAX)
+    nextPageToken: str | None = Field(None, pattern=PAGE_TOKEN, description="The "
+                                      "nextPageToken of the previous page of this query")
 
 
 class NamedQueryBody(Model):
@@ -951,7 +969,10 @@ class EpcisApi:
               "One event, by eventID or CBV event hash (URL-encoded)", tag,
               {200: EPCISQueryDocument}, signed=True,
               path_params={"event_id": {"type": "string", "minLength": 1,
-                                        "maxLength": QUERY_VALUE_CHARS_MAX}},
+                                        "maxLength": QUERY_VALUE_CHARS_MAX,
+                                        "description": "an eventID (a URI) or CBV event "
+                                                       "hash (ni:///sha-256;...), "
+                                                       "percent-encoded, / as %2F"}},
               errors=(400, 404, 429, 503)),
             E("POST", "/epcis/queries", wrap(self.post_query), "Create a named query", tag,
               {201: NamedQuery}, body=NamedQueryBody, signed=True,
