@@ -41,7 +41,7 @@ from aiohttp.http import HttpVersion11
 
 from services.gateway.models import IDEMPOTENCY_KEY
 from services.gateway.problems import Problem, problem_middleware
-from services.sdk.httpsig import STATUS, HttpSigError, ReplayCache, verify_request
+from services.ledger.core.httpsig import STATUS, HttpSigError, ReplayCache, verify_request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
@@ -169,7 +169,7 @@ class Policies:
             try:
                 principal = verify_request(
                     method=request.method, url=self._target_uri(request),
-                    headers=dict(request.headers), body=body or None,
+                    headers=combined_fields(request), body=body or None,
                     now=int(time.time()), resolve_key=self.resolve_key, replay=self.replay,
                     max_age_s=self.limits.signature_max_age_s)
             except HttpSigError as exc:
@@ -403,6 +403,13 @@ def expect_handler(body_bytes_max: int) -> ExpectHandler:
         return None
 
     return expect
+
+
+def combined_fields(request: web.Request) -> dict[str, str]:
+    """Each header field once, its lines joined with ", " (RFC 9421 section 2.1: a field
+    sent on several lines is signed as one value; ``dict()`` would keep the first)."""
+    names = {name.lower() for name in request.headers}
+    return {name: ", ".join(request.headers.getall(name)) for name in names}
 
 
 def principal_of(request: web.Request) -> str:

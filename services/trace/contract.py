@@ -66,7 +66,7 @@ from typing import Any
 
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
-from services.ledger.core import crypto, deadlines
+from services.ledger.core import crypto, deadlines, httpsig
 from services.ledger.core.contract import (
     BlockContext,
     Contract,
@@ -459,8 +459,6 @@ class TraceContract(Contract):
 
     def _signed_request(self, ctx: TxContext) -> tuple[str, frozenset[str], list[Any]]:
         """A party's RFC 9421-signed EPCIS capture request, relayed by a gateway."""
-        from services.sdk import httpsig
-
         request = ctx.payload["request"]
         if not isinstance(request, dict):
             ctx.fail("bad_payload", "request must be an object")

@@ -1,4 +1,5 @@
-"""Tests for HTTP Message Signatures and Content-Digest (services/sdk/httpsig.py).
+"""Tests for HTTP Message Signatures and Content-Digest: the rules
+(services/ledger/core/httpsig.py) and the client (services/sdk/httpsig.py).
 
 The published vectors come first, taken verbatim from the RFCs (line wrapping
 per RFC 8792 undone; nothing here is invented):
@@ -27,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ledger.core.crypto import PrivateKey
-from services.sdk.httpsig import (
+from services.ledger.core.httpsig import (
     ALG,
     DEFAULT_TAG,
     MAX_REPLAY_ENTRIES,
@@ -35,12 +36,11 @@ from services.sdk.httpsig import (
     HttpSigError,
     ReplayCache,
     SignatureParams,
-    content_digest,
-    sign_request,
     signature_base,
     verify_content_digest,
     verify_request,
 )
+from services.sdk.httpsig import content_digest, sign_request
 
 
 def b64url(text: str) -> bytes:
@@ -431,6 +431,31 @@ class TestRoundTrip:
         assert verify("GET", url, [*lines, ("X-List", "a,\r\n b")], None) == KEY.key_id
         assert code_of(lambda: verify("GET", url, [*lines, ("X-List", "b"), ("x-list", "a")],
                                       None)) == "bad_signature"
+
+    @pytest.mark.parametrize("folded", ["a \r\n b", "a\t \r\n\t b", "a\r\n b", "a \n b"])
+    def test_obsolete_line_folding_with_the_whitespace_before_it(self, folded: str) -> None:
+        """Regression (found by tests/sdk/test_httpsig_interop.py): obs-fold is
+        OWS CRLF RWS (RFC 9112 section 5.2), so "a \\r\\n b" is "a b", not "a  b"."""
+        url = "https://gateway.example/"
+        params = ecosphere(("@method", "@target-uri", "x-folded"))
+        headers = craft(params, url=url, headers={"x-folded": "a b"})
+        assert verify("GET", url, with_header(headers, "x-folded", folded), None) == KEY.key_id
+        base = signature_base(method="GET", url=url, headers={"X-Folded": folded},
+                              params=params)
+        assert b'"x-folded": a b\n' in base
+
+    def test_a_zero_padded_default_port_is_dropped(self) -> None:
+        """Regression (found by tests/sdk/test_httpsig_interop.py): a port is a decimal
+        number, so ":0443" is https's default port and leaves @authority (RFC 9421 2.2.3)."""
+        params = ecosphere(("@authority", "@target-uri"))
+        for url, authority in [("https://gateway.example:0443/x", "gateway.example"),
+                               ("http://gateway.example:00080/x", "gateway.example"),
+                               ("https://gateway.example:08443/x", "gateway.example:08443"),
+                               ("https://gateway.example:0/x", "gateway.example:0")]:
+            base = signature_base(method="GET", url=url, headers={}, params=params)
+            assert base.decode().splitlines()[:2] == [
+                f'"@authority": {authority}', f'"@target-uri": https://{authority}/x'
+                if url.startswith("https") else f'"@target-uri": http://{authority}/x']
 
     def test_a_custom_component_list(self) -> None:
         headers = signed("POST", POST_URL, {"X-Request-Id": "r-7"}, BODY,
