@@ -329,13 +329,15 @@ def exported_metric_names() -> set[str]:
 
     from services.gateway.views.projector import ProjectorCollector
     from services.ledger.node.amqp import TransportStats
+    from services.ledger.core.regossip import Regossip
     from services.ledger.node.metrics import ReplicaMetrics
 
     mempool = type("Mempool", (list,), {"size_bytes": 0})()
     replica = SimpleNamespace(
         tip=SimpleNamespace(height=3), consensus=SimpleNamespace(round=0),
         mempool=mempool, peers_seen={"a"}, _peers_ahead={}, compact_misses=0,
-        rejections={"bad_signature": 1}, misbehaviour={"equivocation": 1})
+        rejections={"bad_signature": 1}, misbehaviour={"equivocation": 1},
+        regossip=Regossip())
     metrics = ReplicaMetrics(replica, "ledger")  # type: ignore[arg-type]
     metrics.transport = TransportStats()
     metrics.commit_latency.observe(0.1)
