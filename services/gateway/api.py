@@ -34,6 +34,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from services.gateway import models as m
+from services.gateway.chain import Chain
 from services.gateway.openapi import Endpoint
 from services.gateway.policies import expect_handler, principal_of
 from services.gateway.problems import Problem, parse_json_body
@@ -42,9 +43,8 @@ from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.errors import EncodingError, LedgerError, TransactionFailed
 from services.ledger.core.replica import Commit, TxRejected
-from services.ledger.core.state import StateView, state_key
+from services.ledger.core.state import state_key
 from services.ledger.core.transactions import Transaction
-from services.ledger.node.runner import NodeRunner
 from services.ledger.node.settings import GatewayOptions
 
 JSON = "application/json"
@@ -138,20 +138,16 @@ class CommitWaiters:
 
 
 class GatewayApi:
-    def __init__(self, runner: NodeRunner, options: GatewayOptions) -> None:
-        self.runner = runner
+    def __init__(self, chain: Chain, options: GatewayOptions) -> None:
+        self.chain = chain
         self.options = options
         self.waiters = CommitWaiters(options.waiters_max)
         self.views: Any = None  # a services.gateway.views database, when configured
         self.relay: Any = None  # services.gateway.relay.Relay, when the gateway has a key
         self.domains: list[Any] = []  # domain APIs: objects with endpoints()
         self.views_available: Callable[[], bool] = lambda: self.views is not None
-        runner.host.listeners.committed.append(self.waiters.on_commit)
-        runner.host.listeners.rejected.append(self.waiters.on_rejected)
-
-    @property
-    def replica(self) -> Any:
-        return self.runner.host.replica
+        chain.on_commit(self.waiters.on_commit)
+        chain.on_rejected(self.waiters.on_rejected)
 
     def endpoints(self) -> list[Endpoint]:
         E = Endpoint  # noqa: N806 - a short alias keeps the table readable
@@ -272,10 +268,10 @@ class GatewayApi:
                 results.append({"status": "rejected", **_problem_body(exc)})
                 continue
             try:
-                failure = self.replica.dry_run(tx, int(time.time() * 1000))
+                failure = self.chain.dry_run(tx, int(time.time() * 1000))
                 if failure is not None:
                     raise TransactionFailed(failure.message, code=failure.code)
-                self.runner.host.submit(tx)
+                self.chain.submit(tx)
             except LedgerError as exc:
                 if not batch:
                     raise
@@ -348,7 +344,7 @@ class GatewayApi:
         record = await self._views(queries.get_transaction(self._db(), tx_hash))
         if record is None:
             raise Problem(404, "tx_not_found", f"no committed transaction {tx_hash}")
-        stored = self.runner.host.store.block(int(record["height"]))
+        stored = self.chain.store.block(int(record["height"]))
         if stored is None:
             raise Problem(503, "views_ahead", "the views know a block this replica lacks")
         block, index = stored.block, int(record["index"])
@@ -373,7 +369,7 @@ class GatewayApi:
             self._db(), cursor=q.cursor, limit=q.limit)))
 
     async def get_block(self, request: web.Request) -> web.Response:
-        tip = self.replica.tip
+        tip = self.chain.tip
         raw_height = request.match_info["height"]
         if raw_height == "latest":
             height = tip.height
@@ -381,7 +377,7 @@ class GatewayApi:
             height = int(raw_height)
         else:
             raise Problem(400, "bad_height", "height must be a positive integer or 'latest'")
-        stored = self.runner.host.store.block_bytes(height) if height > 0 else None
+        stored = self.chain.store.block_bytes(height) if height > 0 else None
         if stored is None:
             raise Problem(404, "block_not_found", f"no block at height {height} "
                           f"(the chain is at {tip.height})")
@@ -402,9 +398,9 @@ class GatewayApi:
         from services.gateway.events import replay
 
         try:
-            items, cursor = replay(self.runner.host.store, from_height=q.from_height,
+            items, cursor = replay(self.chain.store, from_height=q.from_height,
                                    after=q.after, limit=q.limit,
-                                   chain_id=self.replica.chain_id)
+                                   chain_id=self.chain.chain_id)
         except ValueError as exc:
             raise Problem(400, "bad_cursor", str(exc)) from exc
         return json_response({"items": items, "next_cursor": cursor})
@@ -417,12 +413,11 @@ class GatewayApi:
             raw_key = state_key(key)
         except ValueError as exc:
             raise Problem(400, "bad_state_key", str(exc)) from exc
-        replica = self.replica
-        tip = replica.tip
+        tip = self.chain.tip
         if tip.height == 0 or tip.certificate is None:
             raise Problem(503, "no_blocks_yet", "no block has been committed yet")
         raw = tip.state.get(raw_key)
-        stored = self.runner.host.store.block(tip.height)
+        stored = self.chain.store.block(tip.height)
         if stored is None:
             raise Problem(503, "store_behind", "the store has not caught up with the tip")
         return json_response({
@@ -436,7 +431,7 @@ class GatewayApi:
         raw = request.match_info["validators_hash"]
         if not _is_hex32(raw):
             raise Problem(400, "bad_hash", "validators_hash must be 64 lowercase hex digits")
-        found = self.runner.host.store.validator_set(bytes.fromhex(raw))
+        found = self.chain.store.validator_set(bytes.fromhex(raw))
         if found is None:
             raise Problem(404, "validator_set_not_found",
                           f"no stored block was certified by validator set {raw[:16]}…")
@@ -445,32 +440,26 @@ class GatewayApi:
                               "validators": vset.to_wire()})
 
     async def get_validators(self, request: web.Request) -> web.Response:
-        replica = self.replica
-        vset = replica.tip.next_validators
+        vset = self.chain.tip.next_validators
+        health = self.chain.health()
         now = int(time.time() * 1000)
-        seen = replica.peer_last_seen
         items = []
         for v in vset.validators:
-            last = seen.get(v.key_id)
+            last = health.peer_last_seen_ms.get(v.key_id)
             items.append({"key_id": v.key_id, "org": v.org, "power": v.power,
                           "last_seen_ms": last,
                           "healthy": last is not None and now - last <= VALIDATOR_HEALTHY_MS})
-        return json_response({"height": replica.height, "validators_hash": vset.hash.hex(),
+        return json_response({"height": health.deciding_height,
+                              "validators_hash": vset.hash.hex(),
                               "quorum_power": vset.quorum_power, "validators": items})
 
     def _key_info(self, key_id: str) -> dict[str, Any]:
-        replica = self.replica
-        view = StateView(replica.tip.state)
-        record = consortium.key_record(view, key_id)
+        record = consortium.key_record(self.chain.view(), key_id)
         if record is None:
             raise Problem(404, "key_not_found", f"no key {key_id} on the chain")
-        committed = replica.app.next_nonce(view, key_id)
-        waiting = replica.mempool.pending_nonces(key_id)
-        usable = committed
-        while usable in waiting:
-            usable += 1
-        return {**record, "next_nonce": committed, "next_usable_nonce": usable,
-                "pending": len(waiting), "height": replica.tip.height}
+        nonces = self.chain.nonces(key_id)
+        return {**record, "next_nonce": nonces.committed, "next_usable_nonce": nonces.usable,
+                "pending": nonces.pending, "height": self.chain.tip.height}
 
     async def get_key(self, request: web.Request) -> web.Response:
         key_id = request.match_info["key_id"]
@@ -482,28 +471,29 @@ class GatewayApi:
         org_id = request.match_info["org_id"]
         if not 0 < len(org_id) <= 64 or not consortium.ORG_ID_CHARS.issuperset(org_id):
             raise Problem(400, "bad_org_id", "an organisation id is 1..64 of [a-z0-9-_.]")
-        record = consortium.org_record(StateView(self.replica.tip.state), org_id)
+        record = consortium.org_record(self.chain.view(), org_id)
         if record is None:
             raise Problem(404, "org_not_found", f"no organisation {org_id!r}")
         return json_response(record)
 
     async def get_me(self, request: web.Request) -> web.Response:
         key = self._key_info(principal_of(request))
-        org = consortium.org_record(StateView(self.replica.tip.state), key["org"])
+        org = consortium.org_record(self.chain.view(), key["org"])
         return json_response({"key": key, "organisation": org})
 
     async def get_status(self, request: web.Request) -> web.Response:
-        replica = self.replica
-        tip = replica.tip
+        chain = self.chain
+        tip = chain.tip
+        health = chain.health()
         return json_response({
-            "chain_id": replica.chain_id,
-            "genesis_hash": replica.genesis.hash.hex(),
+            "chain_id": chain.chain_id,
+            "genesis_hash": chain.genesis.hash.hex(),
             "height": tip.height,
             "block_hash": tip.block_hash.hex(),
             "time": tip.time,
             "validators": tip.next_validators.to_wire(),
-            "mempool_txs": len(replica.mempool),
-            "peers_seen": len(replica.peers_seen),
+            "mempool_txs": health.mempool_txs,
+            "peers_seen": health.peers_seen,
             "server_time": int(time.time() * 1000),
         })
 

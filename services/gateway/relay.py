@@ -27,43 +27,40 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from services.gateway.chain import Chain
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.errors import LedgerError
-from services.ledger.core.state import StateView
 from services.ledger.core.transactions import Transaction, sign_transaction
-from services.ledger.node.runner import NodeRunner
 
 
 class Relay:
-    def __init__(self, runner: NodeRunner, key: PrivateKey) -> None:
-        self.runner = runner
+    def __init__(self, chain: Chain, key: PrivateKey) -> None:
+        self.chain = chain
         self.key = key
         self.sent = 0
         self.refused = 0
 
-    def _nonce(self) -> int:
-        """The committed next nonce plus the unbroken run of this key's transactions still
-        waiting in the local mempool — computed afresh for every send, never cached: a
-        transaction that left the mempool uncommitted (expired during a stall, dropped
-        by a proposer) leaves a gap that the next send fills, instead of every later
-        transaction waiting behind it for ever."""
-        replica = self.runner.host.replica
-        nonce = replica.app.next_nonce(StateView(replica.tip.state), self.key.key_id)
-        waiting = replica.mempool.pending_nonces(self.key.key_id)
-        while nonce in waiting:
-            nonce += 1
-        return nonce
+    def sign(self, kind: str, payload: Mapping[str, Any]) -> Transaction:
+        """A transaction of the relay key with its next usable nonce: the committed one
+        plus the unbroken run of this key's transactions still waiting in the local
+        mempool — computed afresh for every transaction, never cached: one that left the
+        mempool uncommitted (expired during a stall, dropped by a proposer) leaves a gap
+        that the next one fills, instead of every later one waiting behind it for ever."""
+        return sign_transaction(self.key, chain_id=self.chain.chain_id, kind=kind,
+                                nonce=self.chain.nonces(self.key.key_id).usable,
+                                payload=dict(payload), created_at=int(time.time() * 1000))
 
-    def send(self, kind: str, payload: Mapping[str, Any]) -> Transaction:
-        """Sign and submit; raises the ledger's rejection (the caller maps it to HTTP)."""
-        replica = self.runner.host.replica
-        tx = sign_transaction(self.key, chain_id=replica.chain_id, kind=kind,
-                              nonce=self._nonce(), payload=dict(payload),
-                              created_at=int(time.time() * 1000))
+    def submit(self, tx: Transaction) -> Transaction:
+        """Submit a transaction :meth:`sign` made; raises the ledger's rejection (the
+        caller maps it to HTTP)."""
         try:
-            self.runner.host.submit(tx)
+            self.chain.submit(tx)
         except LedgerError:
             self.refused += 1
             raise
         self.sent += 1
         return tx
+
+    def send(self, kind: str, payload: Mapping[str, Any]) -> Transaction:
+        """Sign and submit."""
+        return self.submit(self.sign(kind, payload))

@@ -40,6 +40,7 @@ from services.ledger.core.regossip import RegossipLimits
 from services.ledger.core.replica import ReplicaConfig
 from services.ledger.core.state import StateView
 from services.ledger.node import keys
+from services.ledger.node.access import ReplicaChain
 from services.ledger.node.amqp import AmqpLimits, AmqpTransport, Topology, TransportStats
 from services.ledger.node.host import Transport
 from services.ledger.node.metrics import CONTENT_TYPE, ReplicaMetrics
@@ -122,12 +123,13 @@ class ServiceNode:
         self.metrics.restarts = s.restarts
         self.runner.host.listeners.committed.append(self.metrics.on_commit)
         if s.service == "gateway":
-            self.gateway = GatewayApi(self.runner, s.gateway)
+            chain = ReplicaChain(self.runner)
+            self.gateway = GatewayApi(chain, s.gateway)
             relay_path = s.node_dir / "relay.key"
             if relay_path.exists():
                 from services.gateway.relay import Relay
 
-                self.gateway.relay = Relay(self.runner, keys.load(relay_path))
+                self.gateway.relay = Relay(chain, keys.load(relay_path))
             from services.gateway.trace.api import TraceApi
             from services.gateway.trace.epcis_api import EpcisApi
             from services.gateway.trace.provenance import (

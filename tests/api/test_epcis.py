@@ -658,6 +658,7 @@ def test_deliveries_pause_when_the_owner_key_is_revoked() -> None:
     import types
 
     from services.ledger.core import consortium
+    from services.ledger.core.state import StateView
     from services.ledger.sim.testnet import make_testnet
     from tests.ledger.core.conftest import Chain
 
@@ -665,15 +666,16 @@ def test_deliveries_pause_when_the_owner_key_is_revoked() -> None:
     chain = Chain(net.genesis)
     key = net.client_keys[0]
     org = consortium.key_record(chain.view(), key.key_id)["org"]  # type: ignore[index]
-    gateway = types.SimpleNamespace(replica=types.SimpleNamespace(
-        tip=types.SimpleNamespace(state=chain.state)))
+    state = [chain.state]
+    gateway = types.SimpleNamespace(chain=types.SimpleNamespace(
+        view=lambda: StateView(state[0])))
     api = EpcisApi(gateway)  # type: ignore[arg-type]
     sub = {"owner_key": key.key_id, "owner": org}
     assert api._owner_inactive(sub) is None
     assert str(api._owner_inactive({**sub, "owner": "someone-else"})).startswith(
         "owner_key_inactive")
     chain.block([chain.tx(key, "consortium.revoke_key", {"key_id": key.key_id})])
-    gateway.replica.tip.state = chain.state
+    state[0] = chain.state
     assert str(api._owner_inactive(sub)).startswith("owner_key_inactive")
 
 

@@ -16,6 +16,7 @@ from services.gateway.trace.scans import ScanLimits, ScanRecorder
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.errors import MempoolRejected
 from services.ledger.core.transactions import Transaction
+from services.ledger.node.access import Nonces
 from services.ledger.node.settings import GatewayOptions
 from services.trace.contract import SCANS_PER_BATCH_MAX, Scan, TagCode
 
@@ -31,13 +32,15 @@ def test_a_nonce_that_left_the_mempool_uncommitted_is_reused() -> None:
         sent.append(tx)
         waiting.add(tx.nonce)
 
-    replica: Any = types.SimpleNamespace(
-        chain_id="ecosphere-test", tip=types.SimpleNamespace(state=None),
-        app=types.SimpleNamespace(next_nonce=lambda view, key: committed["next"]),
-        mempool=types.SimpleNamespace(pending_nonces=lambda key: frozenset(waiting)))
-    runner: Any = types.SimpleNamespace(host=types.SimpleNamespace(replica=replica,
-                                                                   submit=submit))
-    relay = Relay(runner, PrivateKey.derive("relay"))
+    def nonces(key: str) -> Nonces:
+        usable = committed["next"]
+        while usable in waiting:
+            usable += 1
+        return Nonces(committed["next"], usable, len(waiting))
+
+    chain: Any = types.SimpleNamespace(chain_id="ecosphere-test", nonces=nonces,
+                                       submit=submit)
+    relay = Relay(chain, PrivateKey.derive("relay"))
     payload = {"epc": "x", "country": "DE"}
     assert [relay.send("trace.record_scan", payload).nonce for _ in range(3)] == [0, 1, 2]
     waiting.discard(0)  # nonce 0 dropped without committing: 1 and 2 wait behind it

@@ -274,7 +274,8 @@ class TraceApi:
     # --- state helpers ---------------------------------------------------------------
 
     def _view(self) -> StateView:
-        return StateView(self.gateway.runner.host.replica.tip.state)
+        view: StateView = self.gateway.chain.view()
+        return view
 
     def _certificates(self, view: StateView, gtin: str) -> list[dict[str, Any]]:
         now = int(time.time() * 1000)

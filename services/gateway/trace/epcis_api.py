@@ -158,8 +158,6 @@ from services.ledger.core import consortium
 from services.ledger.core.encoding import INT_MAX
 from services.ledger.core.errors import LedgerError
 from services.ledger.core.replica import Commit, TxRejected
-from services.ledger.core.state import StateView
-from services.ledger.core.transactions import Transaction, sign_transaction
 from services.trace import epcis, eventhash, identifiers
 from services.trace.contract import EVENTS_PER_CAPTURE_MAX
 
@@ -922,6 +920,7 @@ class EpcisApi:
         self._pending_events: dict[str, str] = {}  # event hash -> running capture id
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] = lambda: None
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._indexes_ready = False
@@ -1039,7 +1038,7 @@ class EpcisApi:
 
     def capture_size_limit(self) -> int:
         """Bytes of a capture body the chain can carry in one transaction."""
-        return max(0, int(self.gateway.replica.tip.params.tx_bytes_max)
+        return max(0, int(self.gateway.chain.tip.params.tx_bytes_max)
                    - CAPTURE_OVERHEAD_BYTES)
 
     # --- capture ----------------------------------------------------------------------
@@ -1159,19 +1158,22 @@ class EpcisApi:
             raise Problem(503, "too_many_waiters", "too many transactions are being "
                           "followed", retry_after_s=1)
         payload = {"request": dict(request), "error_behaviour": behaviour}
-        probe, failure = self._dry_run(payload)
         now = _now_ms()
-        if failure is not None:
-            job = Job(probe.hash.hex(), now, behaviour, principal)
-            job.fail(failure[0], failure[1], now)
-            self.jobs[job.capture_id] = job
-            return job
         try:
-            tx = relay.send(CAPTURE_KIND, payload)
+            tx = relay.sign(CAPTURE_KIND, payload)
+            # Judged as the relay's next transaction: its predecessors waiting in the
+            # mempool are other parties' captures, which this one does not depend on.
+            failure = self.gateway.chain.dry_run(tx, now, assume_next_nonce=True)
+            if failure is not None:
+                job = Job(tx.hash.hex(), now, behaviour, principal)
+                job.fail(failure.code, failure.message, now)
+                self.jobs[job.capture_id] = job
+                return job
+            relay.submit(tx)
         except LedgerError as exc:
             raise _ledger_problem(exc) from exc
         job = Job(tx.hash.hex(), now, behaviour, principal, tx_hash=tx.hash,
-                  expires_at=tx.created_at + int(self.gateway.replica.tip.params.tx_ttl_ms),
+                  expires_at=tx.created_at + int(self.gateway.chain.tip.params.tx_ttl_ms),
                   event_hashes=tuple(event_hashes))
         self.jobs[job.capture_id] = job
         for h in job.event_hashes:
@@ -1180,28 +1182,6 @@ class EpcisApi:
         job.future = future
         future.add_done_callback(functools.partial(self._finished, job))
         return job
-
-    def _dry_run(self, payload: dict[str, Any]) -> tuple[Transaction,
-                                                         tuple[str, str] | None]:
-        """Execute the capture on the tip's state; (probe, (code, detail) or None)."""
-        relay = self.gateway.relay
-        replica = self.gateway.replica
-        tip = replica.tip
-        now = max(int(tip.time) + 1, _now_ms())
-        nonce = replica.app.next_nonce(StateView(tip.state), relay.key.key_id)
-        try:
-            probe = sign_transaction(relay.key, chain_id=replica.chain_id, kind=CAPTURE_KIND,
-                                     nonce=nonce, payload=payload, created_at=now)
-            replica.app.check_static(probe, chain_id=replica.chain_id, params=tip.params,
-                                     verify_signature=False)
-        except LedgerError as exc:
-            raise _ledger_problem(exc) from exc
-        execution = replica.app.execute(tip.state, height=tip.height + 1, time=now,
-                                        txs=[probe], skip_failed=True)
-        if execution.rejected:
-            rejection = execution.rejected[0]
-            return probe, (rejection.code, rejection.message)
-        return probe, None
 
     def _finished(self, job: Job, future: asyncio.Future[Receipt | TxRejected]) -> None:
         self._release(job)
@@ -1213,7 +1193,7 @@ class EpcisApi:
             return
         job.running = False
         job.height, job.finished_at = result.height, int(result.block.header.time)
-        events = self.gateway.runner.host.store.events(result.height) or []
+        events = self.gateway.chain.store.events(result.height) or []
         job.events_captured, job.errors = _outcome(events, result.index)
         job.success = _succeeded(job)
 
@@ -1225,7 +1205,7 @@ class EpcisApi:
     def _sweep(self) -> None:
         """Running jobs whose transaction can no longer commit (its time-to-live passed
         at block time) have failed: a proposer dropped it."""
-        tip_time = int(self.gateway.replica.tip.time)
+        tip_time = int(self.gateway.chain.tip.time)
         for job in [j for j in self.jobs.values() if j.running]:
             if job.expires_at is not None and tip_time > job.expires_at:
                 if job.future is not None and job.tx_hash is not None:
@@ -1261,7 +1241,7 @@ class EpcisApi:
     async def _job_from_chain(self, capture_id: str) -> Job | None:
         """A job this gateway does not remember: waiting in the mempool, or committed."""
         tx_hash = bytes.fromhex(capture_id)
-        pending = self.gateway.replica.mempool.get(tx_hash)
+        pending = self.gateway.chain.pending(tx_hash)
         if pending is not None and pending.kind == CAPTURE_KIND:
             return Job(capture_id, pending.created_at,
                        str(pending.payload.get("error_behaviour", "rollback")),
@@ -1275,7 +1255,7 @@ class EpcisApi:
                   str(payload.get("error_behaviour", "rollback")), tx_hash=tx_hash)
         job.running = False
         job.height, job.finished_at = int(record["height"]), int(record["time"])
-        events = self.gateway.runner.host.store.events(job.height) or []
+        events = self.gateway.chain.store.events(job.height) or []
         job.events_captured, job.errors = _outcome(events, int(record["index"]))
         job.success = _succeeded(job)
         return job
@@ -1338,7 +1318,7 @@ class EpcisApi:
             raise Problem(422, "bad_body", f"{where}: {first['msg']}") from exc
 
     def _org_of(self, key_id: str) -> str:
-        record = consortium.key_record(StateView(self.gateway.replica.tip.state), key_id)
+        record = consortium.key_record(self.gateway.chain.view(), key_id)
         if record is None:
             raise Problem(401, "unknown_key", "the signing key is not registered")
         return str(record["org"])
@@ -1476,7 +1456,7 @@ class EpcisApi:
         sub = {"_id": subscription_id, "query": doc["_id"], "owner": doc["owner"],
                "owner_key": principal, "dest": body.dest, "secret": body.signatureToken,
                "report_if_empty": body.reportIfEmpty, "created": now,
-               "cursor": pos_of(int(self.gateway.replica.tip.height) + 1, 0) - 1,
+               "cursor": pos_of(int(self.gateway.chain.tip.height) + 1, 0) - 1,
                "status": "active", "failures": 0, "next_attempt_ms": 0,
                "last_report_ms": now, "delivered_events": 0, "last_error": None}
         await self.gateway.views_call(self._insert_subscription(db, sub))
@@ -1525,7 +1505,7 @@ class EpcisApi:
             timeout=aiohttp.ClientTimeout(total=self.limits.delivery_timeout_s),
             connector=aiohttp.TCPConnector(resolver=PublicResolver(
                 loopback_allowed=self.limits.loopback_allowed)))
-        self.gateway.runner.host.listeners.committed.append(self._on_commit)
+        self._unsubscribe = self.gateway.chain.on_commit(self._on_commit)
         self._task = asyncio.create_task(self._dispatch_loop())
 
     async def stop(self) -> None:
@@ -1535,8 +1515,7 @@ class EpcisApi:
         if task is None:
             return
         self._stop.set()
-        with contextlib.suppress(ValueError):
-            self.gateway.runner.host.listeners.committed.remove(self._on_commit)
+        self._unsubscribe()
         try:
             await asyncio.wait_for(asyncio.shield(task), self.limits.delivery_timeout_s)
         except TimeoutError:
@@ -1620,7 +1599,7 @@ class EpcisApi:
     def _owner_inactive(self, sub: Mapping[str, Any]) -> str | None:
         """Why the subscription's owner may not receive events now (None: it may): its
         key revoked, or its organisation suspended or gone, on the chain's tip."""
-        view = StateView(self.gateway.replica.tip.state)
+        view = self.gateway.chain.view()
         key = consortium.key_record(view, str(sub.get("owner_key", "")))
         if key is None or key["status"] != "active" or key["org"] != sub.get("owner"):
             return "owner_key_inactive: the subscribing key is no longer active"

@@ -236,6 +236,21 @@ class Application:
         contract.apply(TxContext(view, contract.name, events, index, height, time, tx,
                                  org, permissions, roles))
 
+    def dry_run(self, state: StateTree, tx: Transaction, *, height: int, time: int,
+                assume_next_nonce: bool = False) -> Rejection | None:
+        """Execute ``tx`` alone as block ``height`` at ``time`` on ``state``; its rejection,
+        or None if the block would take it.
+
+        ``assume_next_nonce``: judge it as if it were its sender's next transaction (its
+        predecessors still waiting are not executed, so a rule depending on them may
+        refuse it here and accept it later). Never writes anything."""
+        if assume_next_nonce:
+            view = StateView(state)
+            view.put(f"{NONCE_NS}/{tx.sender}", tx.nonce)
+            state = view.fold()
+        ex = self.execute(state, height=height, time=time, txs=[tx], skip_failed=True)
+        return ex.rejected[0] if ex.rejected else None
+
     def execute(self, state: StateTree, *, height: int, time: int,
                 txs: Iterable[Transaction], skip_failed: bool,
                 txs_max: int | None = None, bytes_max: int | None = None) -> BlockExecution:

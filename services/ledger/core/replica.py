@@ -343,21 +343,23 @@ class Replica:
         self._from_consensus(self.consensus.on_txs_available(now), now, out)
         return out
 
-    def dry_run(self, tx: Transaction, now: int) -> Rejection | None:
+    def dry_run(self, tx: Transaction, now: int, *,
+                assume_next_nonce: bool = False) -> Rejection | None:
         """Execute ``tx`` alone on the committed state, as the next block would at ``now``.
 
-        Only meaningful when it is the sender's next nonce (no waiting predecessor it
-        could depend on); returns None otherwise. A transaction that fails here would
-        be dropped by the proposer without a word to its client, so the gateway tells
-        the client at once instead of letting it wait for a commit that never comes.
+        Without ``assume_next_nonce`` only the sender's next nonce is judged (a
+        transaction waiting for predecessors could depend on them): None otherwise. A
+        transaction that fails here would be dropped by the proposer without a word to
+        its client, so the gateway tells the client at once instead of letting it wait
+        for a commit that never comes.
         """
-        view = StateView(self.tip.state)
-        if tx.nonce != self.app.next_nonce(view, tx.sender) or tx.hash in self.mempool:
+        tip = self.tip
+        if not assume_next_nonce and (
+                tx.nonce != self.app.next_nonce(StateView(tip.state), tx.sender)
+                or tx.hash in self.mempool):
             return None
-        time = max(now, self.tip.time + 1)
-        ex = self.app.execute(self.tip.state, height=self.height, time=time, txs=[tx],
-                              skip_failed=True)
-        return ex.rejected[0] if ex.rejected else None
+        return self.app.dry_run(tip.state, tx, height=self.height, time=max(now, tip.time + 1),
+                                assume_next_nonce=assume_next_nonce)
 
     def _admit(self, tx: Transaction, now: int) -> None:
         """Cheapest checks first: the signature (the costly one) is checked last,
