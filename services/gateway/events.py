@@ -83,12 +83,12 @@ from typing import Any, Literal, Protocol
 
 import aio_pika
 import aio_pika.abc
-from aio_pika.exceptions import AMQPError
 from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from services.gateway.event_schemas import DATA_CONTENT_TYPE, SPEC_VERSION, subject_of
+from services.gateway.follower import FollowerLimits, FollowerLoop
 from services.ledger.core.blocks import Block
 from services.ledger.core.contract import Event
 from services.ledger.node.amqp import Topology
@@ -402,13 +402,11 @@ class PublisherStats:
     checkpoint: int = 0  # the height in the checkpoint file
     connected: bool = False
     reconnects: int = 0
+    errors: int = 0  # passes that failed (broker away, publish not confirmed): retried
 
 
 class PublishFailed(Exception):
     """A publish of the pass was not confirmed; the checkpoint stayed before it."""
-
-
-_RETRYABLE = (AMQPError, ConnectionError, OSError, RuntimeError, TimeoutError, PublishFailed)
 
 
 class EventPublisher:
@@ -441,8 +439,10 @@ class EventPublisher:
         self.stop_grace_s = stop_grace_s
         self.app_id = app_id
         self.stats = PublisherStats()
-        self._wake = asyncio.Event()  # notify(): a block was committed
-        self._reconnected = asyncio.Event()  # the robust connection is back
+        self.loop = FollowerLoop(self, FollowerLimits(
+            poll_interval_s=poll_interval_s, retry_backoff_s=reconnect_backoff_s,
+            retry_backoff_max_s=reconnect_backoff_max_s))
+        self._stop: asyncio.Event | None = None
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -460,34 +460,34 @@ class EventPublisher:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    name = "partner events"
+
     def notify(self) -> None:
         """A block was committed: publish without waiting for the next poll."""
-        self._wake.set()
+        self.loop.notify()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set; retries with backoff while the broker is away."""
+        """Publish until ``stop`` is set (the shared follower loop: retries with backoff
+        while the broker is away, at once when its connection comes back)."""
         self.load_checkpoint()
-        backoff = self.reconnect_backoff_s
-        try:
-            while not stop.is_set():
-                try:
-                    if self._exchange is None:
-                        await self._connect()
-                    self._wake.clear()  # a commit from now on wakes the next pass
-                    await self.publish_pending(stop)
-                    backoff = self.reconnect_backoff_s
-                except _RETRYABLE as exc:
-                    log.warning("publishing events failed, retrying in %.1fs: %r", backoff, exc)
-                    await self._sleep(backoff, stop, self._reconnected)
-                    self._reconnected.clear()
-                    backoff = min(backoff * 2, self.reconnect_backoff_max_s)
-                    continue
-                await self._sleep(self.poll_interval_s, stop, self._wake)
-        finally:
-            await self._settle_in_flight(self.stop_grace_s)
-            with contextlib.suppress(OSError):
-                await self._flush_checkpoint()
-            await self._disconnect()
+        self._stop = stop
+        await self.loop.run(stop)
+
+    async def step(self) -> int:
+        """Connect if needed, publish up to the tip; how many heights were confirmed."""
+        if self._exchange is None:
+            await self._connect()
+        before = self._confirmed.height
+        return await self.publish_pending(self._stop) - before
+
+    def on_failure(self, exc: BaseException, failures: int) -> None:
+        self.stats.errors += 1
+
+    async def close(self) -> None:
+        await self._settle_in_flight(self.stop_grace_s)
+        with contextlib.suppress(OSError):
+            await self._flush_checkpoint()
+        await self._disconnect()
 
     def load_checkpoint(self) -> Checkpoint:
         """Resume from the checkpoint file (``run`` does it), checked against the store."""
@@ -537,7 +537,7 @@ class EventPublisher:
     def _on_reconnect(self, *_: object) -> None:
         self.stats.reconnects += 1
         self.stats.connected = True
-        self._reconnected.set()  # end a backoff: the broker is back
+        self.loop.retry_now()  # end a backoff: the broker is back
 
     def _on_close(self, *_: object) -> None:
         self.stats.connected = False
@@ -548,16 +548,6 @@ class EventPublisher:
             with contextlib.suppress(Exception):
                 await connection.close()
         self.stats.connected = False
-
-    @staticmethod
-    async def _sleep(seconds: float, *events: asyncio.Event) -> None:
-        """Sleep until ``seconds`` passed or one of ``events`` is set."""
-        waits = [asyncio.ensure_future(e.wait()) for e in events]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
 
     # --- publishing ---------------------------------------------------------------------------
 

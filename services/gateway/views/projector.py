@@ -1,11 +1,12 @@
 """The projector: follows committed blocks and writes the MongoDB views.
 
-Loop (:meth:`Projector.run`): read the checkpoint (``_checkpoint``,
+One step (:meth:`Projector.step`): read the checkpoint (``_checkpoint``,
 ``{_id: "views", height}``), turn blocks ``checkpoint+1 .. min(tip,
 checkpoint+batch)`` into writes (:mod:`~services.gateway.views.schema`), apply
 them with one bulk write per collection (unordered), then advance the
-checkpoint; when caught up, sleep until :meth:`notify` (the gateway calls it
-on every commit) or a poll interval.
+checkpoint. :meth:`Projector.run` drives it with the gateway's one follower
+loop (:mod:`services.gateway.follower`): caught up, it sleeps until
+:meth:`notify` (the gateway calls it on every commit) or a poll interval.
 
 MongoDB is never the source of truth, so nothing here needs MongoDB to be up:
 
@@ -14,9 +15,10 @@ MongoDB is never the source of truth, so nothing here needs MongoDB to be up:
   written after the batch's documents: a crash or an outage in between
   re-projects the batch, and it is counted once (counters advance only when
   the checkpoint does).
-* **Outage.** On any error, :meth:`run` marks the views unavailable (for a
-  connection or timeout error), counts it, backs off exponentially with
-  jitter and retries the same range; nothing escapes, nothing is skipped.
+* **Outage.** On any error, the loop backs off exponentially with jitter and
+  retries the same range, and :meth:`on_failure` marks the views unavailable
+  (for a connection or timeout error) and counts it; nothing escapes, nothing
+  is skipped.
 * **Rebuild.** :meth:`rebuild` drops every view and the checkpoint and
   projects the chain from height 1: the result is the same documents as
   incremental projection.
@@ -57,6 +59,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, WTimeoutError
 
+from services.gateway.follower import FollowerLimits, FollowerLoop
 from services.gateway.views.schema import (
     BLOCKS,
     BlockContext,
@@ -175,7 +178,10 @@ class Projector:
         self._checkpoint = 0
         self._indexes_ready = False
         self._verified: int | None = None  # a checkpoint whose block hash matched the store's
-        self._wake = asyncio.Event()
+        self.loop = FollowerLoop(self, FollowerLimits(
+            poll_interval_s=self.limits.poll_interval_s,
+            retry_backoff_s=self.limits.retry_backoff_s,
+            retry_backoff_max_s=self.limits.retry_backoff_max_s), rng=self._rng)
         self._lock = asyncio.Lock()
         self._lag_time: tuple[int, int] | None = None  # (height, block time ms)
         #: called after each batch is written with its documents (collection -> _id ->
@@ -215,29 +221,19 @@ class Projector:
 
     def notify(self) -> None:
         """A block was committed: project it soon. Call from the event loop's thread."""
-        self._wake.set()
+        self.loop.notify()
 
-    # -- the loop ----------------------------------------------------------------------
+    # -- the follower ------------------------------------------------------------------
+
+    name = "views"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Project until ``stop`` is set. Never raises except on cancellation."""
-        failures = 0
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                moved = await self.step()
-            except Exception as exc:
-                failures += 1
-                self._failed(exc, failures)
-                await self._sleep(stop, self._backoff(failures), wakeable=False)
-                continue
-            if failures:
-                log.info("views projection resumed at height %d", self._checkpoint)
-            failures = 0
-            if moved == 0:
-                await self._sleep(stop, self.limits.poll_interval_s, wakeable=True)
-            else:
-                await asyncio.sleep(0)
+        """Project until ``stop`` is set (the shared follower loop). Never raises except
+        on cancellation."""
+        await self.loop.run(stop)
+
+    async def close(self) -> None:
+        """Nothing in flight outlives a step."""
 
     async def step(self) -> int:
         """Project the next batch; returns the number of blocks projected (0: caught up)."""
@@ -422,7 +418,7 @@ class Projector:
 
     # -- failures ----------------------------------------------------------------------
 
-    def _failed(self, exc: Exception, failures: int) -> None:
+    def on_failure(self, exc: BaseException, failures: int) -> None:
         stats = self.stats
         stats.errors += 1
         stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -435,24 +431,6 @@ class Projector:
         elif failures == 1:
             log.error("views: projection from height %d failed; retrying",
                       self._checkpoint + 1, exc_info=exc)
-
-    def _backoff(self, failures: int) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random, so
-        that gateways retrying one MongoDB spread out yet none spins."""
-        limits = self.limits
-        ceiling = min(limits.retry_backoff_max_s,
-                      limits.retry_backoff_s * (1 << min(failures - 1, 30)))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool) -> None:
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wakeable:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
 
 class ProjectorCollector(Collector):
