@@ -10,11 +10,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.ledger.core.genesis import Genesis
+    from services.runtime.datadir import DataDir
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -97,20 +103,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
         lock.close()
 
 
-async def _up_processes(args: argparse.Namespace, data: object, genesis: object, url: str,
-                        stop: object) -> int:
+async def _up_processes(args: argparse.Namespace, data: DataDir, genesis: Genesis, url: str,
+                        stop: asyncio.Event) -> int:
     import asyncio
     import os
 
-    from services.ledger.core.genesis import Genesis
     from services.ledger.node import keys
-    from services.runtime.datadir import DataDir, network_prefix
+    from services.runtime.datadir import network_prefix
     from services.runtime.network import ProcessNetwork
     from services.runtime.uptraffic import LoadStats, drive_load, report
 
-    if not (isinstance(stop, asyncio.Event) and isinstance(data, DataDir)
-            and isinstance(genesis, Genesis)):
-        raise TypeError("_up_processes: wrong argument types")
     # The network's own topology prefix: two networks on one broker never share queues
     # or exchanges (the operator may still name one with ECOSPHERE_AMQP__PREFIX).
     prefix = os.environ.get("ECOSPHERE_AMQP__PREFIX") or network_prefix(genesis)
@@ -145,18 +147,16 @@ async def _up_processes(args: argparse.Namespace, data: object, genesis: object,
     return code or (1 if failed else 0)
 
 
-async def _up_embedded(args: argparse.Namespace, data: object, stop: object) -> int:
-    import asyncio
+async def _up_embedded(args: argparse.Namespace, data: DataDir, stop: asyncio.Event) -> int:
 
     from services.ledger.core.replica import Commit
     from services.runtime.embedded import EmbeddedNetwork
 
-    assert isinstance(stop, asyncio.Event)
     why = ("as asked (--embedded)" if getattr(args, "embedded", False)
            else "no AMQP URL configured and no broker answers")
     print(f"ecosphere: embedded mode: {why}, so all five services run in this process "
           "over the in-memory transport", flush=True)
-    network = EmbeddedNetwork(data, port=args.port)  # type: ignore[arg-type]
+    network = EmbeddedNetwork(data, port=args.port)
     stats = {"height": 0, "txs": 0}
 
     def committed(service: str, commit: Commit) -> None:
@@ -202,9 +202,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import os
     import signal
 
-    from services.ledger.node.settings import NodeSettings
     from services.runtime import logs
     from services.runtime.node import run_service
+    from services.runtime.settings import NodeSettings
 
     if args.data:
         os.environ["ECOSPHERE_DATA_DIR"] = args.data
@@ -236,12 +236,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-async def _stop_when_orphaned(parent: int, stop: object) -> None:
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
     """A service started by ``up`` stops when ``up`` is gone, however it died."""
-    import asyncio
     import os
 
-    assert isinstance(stop, asyncio.Event)
     while not stop.is_set():
         if os.getppid() != parent:
             stop.set()
@@ -255,7 +253,7 @@ def _cmd_views(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    import services.gateway.trace.views  # noqa: F401  (registers the trace views)
+    from services.composition import view_specs
     from services.gateway.views.mongo import open_database
     from services.gateway.views.projector import Projector
     from services.ledger.node.store import SqliteStore
@@ -269,7 +267,7 @@ def _cmd_views(args: argparse.Namespace) -> int:
         views = await open_database(uri, data_dir=data.root / args.service,
                                     db_name=args.db_name)
         try:
-            report = await Projector(store, views.db).rebuild()
+            report = await Projector(store, views.db, view_specs()).rebuild()
         finally:
             await views.close()
         return report.to_dict()
@@ -279,6 +277,16 @@ def _cmd_views(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Write (or --check) docs/asyncapi.yaml from the composition's event catalogue."""
+    from pathlib import Path
+
+    from services.composition import event_catalogue
+    from services.gateway import asyncapi
+
+    return asyncapi.write(event_catalogue(), Path(args.output), check=args.check)
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
@@ -413,6 +421,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi_path() -> object:
+    from services.gateway.asyncapi import DOCUMENT_PATH
+
+    return DOCUMENT_PATH
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecosphere", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -463,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
                                            "server (stop the gateway first)")
     views.add_argument("--db-name", default="ecosphere")
     views.set_defaults(func=_cmd_views)
+
+    doc = sub.add_parser("asyncapi", help="write docs/asyncapi.yaml (partner events)")
+    doc.add_argument("--output", default=str(_asyncapi_path()))
+    doc.add_argument("--check", action="store_true",
+                     help="do not write; fail if the file is stale or invalid")
+    doc.set_defaults(func=_cmd_asyncapi)
 
     broker = sub.add_parser("broker", help="the network's RabbitMQ topology")
     broker.add_argument("action", choices=["remove"],
@@ -523,9 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from services.ledger.node.keys import KeyFileError
-    from services.ledger.node.settings import ConfigFileError
     from services.ledger.node.store import StoreInUse
     from services.runtime.datadir import NetworkInUse
+    from services.runtime.settings import ConfigFileError
 
     try:
         return int(args.func(args))

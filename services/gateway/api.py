@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +35,13 @@ from pydantic import BaseModel, ValidationError
 
 from services.gateway import models as m
 from services.gateway.chain import Chain
+from services.gateway.event_schemas import PLATFORM_EVENTS, EventCatalogue
 from services.gateway.openapi import Endpoint
 from services.gateway.policies import expect_handler, principal_of
 from services.gateway.problems import Problem, parse_json_body
+from services.gateway.relay import Relay
+from services.gateway.settings import GatewayOptions
+from services.gateway.views.access import ViewsAccess
 from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
@@ -45,7 +49,6 @@ from services.ledger.core.errors import EncodingError, LedgerError, TransactionF
 from services.ledger.core.replica import Commit, TxRejected
 from services.ledger.core.state import state_key
 from services.ledger.core.transactions import Transaction
-from services.ledger.node.settings import GatewayOptions
 
 JSON = "application/json"
 VALIDATOR_HEALTHY_MS = 10_000
@@ -138,14 +141,19 @@ class CommitWaiters:
 
 
 class GatewayApi:
-    def __init__(self, chain: Chain, options: GatewayOptions) -> None:
+    """The platform's own routes, and what domain plugins use of the gateway (the chain,
+    the relay, the views, the commit waiters)."""
+
+    def __init__(self, chain: Chain, options: GatewayOptions, *, relay: Relay | None = None,
+                 views: ViewsAccess | None = None,
+                 catalogue: EventCatalogue = PLATFORM_EVENTS) -> None:
         self.chain = chain
         self.options = options
+        self.relay = relay  # None: this gateway has no relay key
+        self.views = views or ViewsAccess()
         self.waiters = CommitWaiters(options.waiters_max)
-        self.views: Any = None  # a services.gateway.views database, when configured
-        self.relay: Any = None  # services.gateway.relay.Relay, when the gateway has a key
-        self.domains: list[Any] = []  # domain APIs: objects with endpoints()
-        self.views_available: Callable[[], bool] = lambda: self.views is not None
+        #: every partner event type (the composition's), for replayed CloudEvents
+        self.catalogue = catalogue
         chain.on_commit(self.waiters.on_commit)
         chain.on_rejected(self.waiters.on_rejected)
 
@@ -225,16 +233,11 @@ class GatewayApi:
               "identity", {200: m.Me}, signed=True, errors=(400, 401, 429)),
         ]
 
-    def all_endpoints(self) -> list[Endpoint]:
-        out = self.endpoints()
-        for domain in self.domains:
-            out.extend(domain.endpoints())
-        return out
-
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self, endpoints: Sequence[Endpoint] | None = None) -> list[web.RouteDef]:
+        """aiohttp routes of ``endpoints`` (default: the platform's own)."""
         expect = expect_handler(self.options.body_bytes_max)
         out = []
-        for e in self.all_endpoints():
+        for e in self.endpoints() if endpoints is None else endpoints:
             path = e.path.replace("{key}", "{key:.+}")
             out.append(web.route(e.method, path, e.handler, expect_handler=expect))
         return out
@@ -400,7 +403,7 @@ class GatewayApi:
         try:
             items, cursor = replay(self.chain.store, from_height=q.from_height,
                                    after=q.after, limit=q.limit,
-                                   chain_id=self.chain.chain_id)
+                                   chain_id=self.chain.chain_id, catalogue=self.catalogue)
         except ValueError as exc:
             raise Problem(400, "bad_cursor", str(exc)) from exc
         return json_response({"items": items, "next_cursor": cursor})
@@ -507,10 +510,11 @@ class GatewayApi:
         return await self._views(call)
 
     def _db(self) -> Any:
-        if self.views is None or not self.views_available():
+        db = self.views.current()
+        if db is None:
             raise Problem(503, "views_unavailable", "the indexed views are not available "
                           "now; blocks, proofs and state are", retry_after_s=5)
-        return self.views
+        return db
 
     async def _views(self, call: Any) -> Any:
         try:

@@ -8,9 +8,10 @@ module says what partners receive:
   the event's attributes as the contract emits them (``extra="forbid"``: an
   attribute added to a contract is a schema change, caught by the tests, and
   ``docs/asyncapi.yaml`` is regenerated with it);
-* :data:`EVENT_SCHEMAS`, the registry ``event type -> data model``, which
-  :mod:`services.gateway.asyncapi` turns into the AsyncAPI document. Domains
-  added later (trace, customs, credit) call :func:`register` for theirs;
+* :class:`EventCatalogue`, ``event type -> data model`` (and CloudEvent subject),
+  which :mod:`services.gateway.asyncapi` turns into the AsyncAPI document:
+  :data:`PLATFORM_EVENTS` for the ledger's own events; the composition adds each
+  domain's, explicitly;
 * :class:`CloudEventEnvelope`, the CloudEvent as we publish it (CloudEvents
   JSON format, which is also the body of every AMQP message: structured
   content mode).
@@ -34,7 +35,7 @@ de-duplicate by it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -232,63 +233,91 @@ class ConsortiumCompositionUpgraded(EventData):
     proposal: ProposalId
 
 
-# --- the registry --------------------------------------------------------------------
+# --- the catalogue -------------------------------------------------------------------
 
-#: event type -> model of its ``data``
-EVENT_SCHEMAS: dict[str, type[BaseModel]] = {}
-#: event type -> the ``data`` attribute used as the CloudEvent ``subject`` (if any)
-EVENT_SUBJECTS: dict[str, str] = {}
+class EventCatalogue:
+    """Event type -> the model of its ``data`` (and the attribute that is its CloudEvent
+    ``subject``, if any), for the events a chain's contracts emit.
 
-
-def register(event_type: str, model: type[BaseModel], *, subject: str | None = None) -> None:
-    """Register the ``data`` model of ``event_type`` (idempotent for the same model).
-
-    ``subject``: the name of a string attribute that identifies what the event
-    is about (a document digest, an organisation id); it becomes the
-    CloudEvent ``subject``.
+    Built explicitly: :data:`PLATFORM_EVENTS` holds the ledger's own (consortium,
+    notary); ``services.composition.event_catalogue()`` adds each domain's (nothing
+    registers itself by being imported). :mod:`services.gateway.asyncapi` turns a
+    catalogue into the AsyncAPI document.
     """
-    if not _EVENT_TYPE_RE.match(event_type):
-        raise ValueError(f"event type {event_type!r} is not <contract>.<entity>.<past_verb>")
-    known = EVENT_SCHEMAS.get(event_type)
-    if known is not None and known is not model:
-        raise ValueError(f"event type {event_type!r} is already registered "
-                         f"with {known.__name__}")
-    if subject is not None and subject not in model.model_fields:
-        raise ValueError(f"{model.__name__} has no field {subject!r} for the subject")
-    names = {m.__name__ for t, m in EVENT_SCHEMAS.items() if t != event_type}
-    if model.__name__ in names:
-        raise ValueError(f"another event type already uses a model named {model.__name__}")
-    EVENT_SCHEMAS[event_type] = model
-    if subject is None:
-        EVENT_SUBJECTS.pop(event_type, None)
-    else:
-        EVENT_SUBJECTS[event_type] = subject
+
+    def __init__(self, schemas: Iterable[tuple[str, type[BaseModel], str | None]] = ()
+                 ) -> None:
+        self._models: dict[str, type[BaseModel]] = {}
+        self._subjects: dict[str, str] = {}
+        for event_type, model, subject in schemas:
+            self._add(event_type, model, subject)
+
+    def _add(self, event_type: str, model: type[BaseModel], subject: str | None) -> None:
+        if not _EVENT_TYPE_RE.match(event_type):
+            raise ValueError(f"event type {event_type!r} is not "
+                             "<contract>.<entity>.<past_verb>")
+        if event_type in self._models:
+            raise ValueError(f"event type {event_type!r} is declared twice")
+        if subject is not None and subject not in model.model_fields:
+            raise ValueError(f"{model.__name__} has no field {subject!r} for the subject")
+        if model.__name__ in {m.__name__ for m in self._models.values()}:
+            raise ValueError(f"another event type already uses a model named "
+                             f"{model.__name__}")
+        self._models[event_type] = model
+        if subject is not None:
+            self._subjects[event_type] = subject
+
+    def extended(self, schemas: Iterable[tuple[str, type[BaseModel], str | None]]
+                 ) -> EventCatalogue:
+        """This catalogue plus ``schemas`` (a new one; this one is unchanged)."""
+        return EventCatalogue([*self.entries(), *schemas])
+
+    def entries(self) -> list[tuple[str, type[BaseModel], str | None]]:
+        return [(t, m, self._subjects.get(t)) for t, m in self._models.items()]
+
+    @property
+    def models(self) -> Mapping[str, type[BaseModel]]:
+        return self._models
+
+    @property
+    def subjects(self) -> Mapping[str, str]:
+        return self._subjects
+
+    def __contains__(self, event_type: object) -> bool:
+        return event_type in self._models
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def types(self) -> list[str]:
+        return sorted(self._models)
+
+    def subject_of(self, event_type: str, attributes: Mapping[str, Any]) -> str | None:
+        """The CloudEvent ``subject`` of an event, if its type names one."""
+        name = self._subjects.get(event_type)
+        value = None if name is None else attributes.get(name)
+        return value if isinstance(value, str) and value else None
+
+    def validate(self, event_type: str, data: Any) -> BaseModel:
+        """Check ``data`` against its type's model; ``KeyError`` for an unknown type."""
+        return self._models[event_type].model_validate(data)
 
 
-def subject_of(event_type: str, attributes: dict[str, Any]) -> str | None:
-    """The CloudEvent ``subject`` of an event, if its type names one."""
-    name = EVENT_SUBJECTS.get(event_type)
-    value = None if name is None else attributes.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def validate_data(event_type: str, data: Any) -> BaseModel:
-    """Check ``data`` against its type's model; ``KeyError`` for an unregistered type."""
-    return EVENT_SCHEMAS[event_type].model_validate(data)
-
-
-register("notary.document.anchored", NotaryDocumentAnchored, subject="digest")
-register("consortium.organisation.registered", ConsortiumOrganisationRegistered, subject="org")
-register("consortium.key.added", ConsortiumKeyAdded, subject="key_id")
-register("consortium.key.rotated", ConsortiumKeyRotated, subject="key_id")
-register("consortium.key.revoked", ConsortiumKeyRevoked, subject="key_id")
-register("consortium.proposal.submitted", ConsortiumProposalSubmitted, subject="proposal")
-register("consortium.proposal.approved", ConsortiumProposalApproved, subject="proposal")
-register("consortium.proposal.executed", ConsortiumProposalExecuted, subject="proposal")
-register("consortium.proposal.expired", ConsortiumProposalExpired, subject="proposal")
-register("consortium.validators.changed", ConsortiumValidatorsChanged)
-register("consortium.composition.scheduled", ConsortiumCompositionScheduled)
-register("consortium.composition.upgraded", ConsortiumCompositionUpgraded)
+#: the ledger's own events (consortium, notary): every chain emits them
+PLATFORM_EVENTS = EventCatalogue([
+    ("notary.document.anchored", NotaryDocumentAnchored, "digest"),
+    ("consortium.organisation.registered", ConsortiumOrganisationRegistered, "org"),
+    ("consortium.key.added", ConsortiumKeyAdded, "key_id"),
+    ("consortium.key.rotated", ConsortiumKeyRotated, "key_id"),
+    ("consortium.key.revoked", ConsortiumKeyRevoked, "key_id"),
+    ("consortium.proposal.submitted", ConsortiumProposalSubmitted, "proposal"),
+    ("consortium.proposal.approved", ConsortiumProposalApproved, "proposal"),
+    ("consortium.proposal.executed", ConsortiumProposalExecuted, "proposal"),
+    ("consortium.proposal.expired", ConsortiumProposalExpired, "proposal"),
+    ("consortium.validators.changed", ConsortiumValidatorsChanged, None),
+    ("consortium.composition.scheduled", ConsortiumCompositionScheduled, None),
+    ("consortium.composition.upgraded", ConsortiumCompositionUpgraded, None),
+])
 
 
 # --- the envelope --------------------------------------------------------------------
@@ -323,9 +352,10 @@ class CloudEventEnvelope(BaseModel):
     eventindex: int = Field(ge=0, le=CE_INTEGER_MAX,
                             description="the event's position among the block's events")
 
-    def validated_data(self) -> BaseModel:
-        """``data`` checked against the model registered for ``type``."""
-        return validate_data(self.type, self.data)
+    def validated_data(self, catalogue: EventCatalogue | None = None) -> BaseModel:
+        """``data`` checked against its type's model in ``catalogue`` (default: the
+        platform's events)."""
+        return (catalogue or PLATFORM_EVENTS).validate(self.type, self.data)
 
 
 #: the extension attributes we publish (names checked against the CloudEvents rule)

@@ -75,7 +75,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,8 +86,15 @@ import aio_pika.abc
 from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from services.gateway.event_schemas import DATA_CONTENT_TYPE, SPEC_VERSION, subject_of
+from services.gateway.event_schemas import (
+    DATA_CONTENT_TYPE,
+    PLATFORM_EVENTS,
+    SPEC_VERSION,
+    EventCatalogue,
+)
 from services.gateway.follower import FollowerLimits, FollowerLoop
 from services.ledger.core.blocks import Block
 from services.ledger.core.contract import Event
@@ -160,8 +167,11 @@ def _origin_hash(event: Event, block: Block) -> str:
     return block.txs[event.tx_index].hash.hex()
 
 
-def to_cloudevent(event: Event, *, block: Block, chain_id: str) -> CloudEvent:
-    """The CloudEvent of ``event``, emitted in ``block`` of chain ``chain_id``."""
+def to_cloudevent(event: Event, *, block: Block, chain_id: str,
+                  catalogue: EventCatalogue = PLATFORM_EVENTS) -> CloudEvent:
+    """The CloudEvent of ``event``, emitted in ``block`` of chain ``chain_id`` (its
+    ``subject`` from ``catalogue``: the gateway passes the composition's; the default
+    knows the platform's events only)."""
     data = json.loads(json.dumps(dict(event.attributes)))  # a plain, independent copy
     attributes: dict[str, Any] = {
         "specversion": SPEC_VERSION,
@@ -175,7 +185,7 @@ def to_cloudevent(event: Event, *, block: Block, chain_id: str) -> CloudEvent:
     }
     if event.tx_index is not None:
         attributes["txhash"] = block.txs[event.tx_index].hash.hex()
-    subject = subject_of(event.type, data)
+    subject = catalogue.subject_of(event.type, data)
     if subject is not None:
         attributes["subject"] = subject
     return CloudEvent(attributes, data)
@@ -270,7 +280,9 @@ def _header_text(value: object) -> str:
 # --- replay, answered from the chain -----------------------------------------------------
 
 def replay(store: EventSource, *, from_height: int, after: str | None = None,
-           limit: int, chain_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+           limit: int, chain_id: str | None = None,
+           catalogue: EventCatalogue = PLATFORM_EVENTS
+           ) -> tuple[list[dict[str, Any]], str | None]:
     """Committed events in chain order, as CloudEvents JSON objects, and the next cursor.
 
     Starts at the first event of ``from_height`` or, when ``after`` is given,
@@ -307,7 +319,8 @@ def replay(store: EventSource, *, from_height: int, after: str | None = None,
             block = _block_at(store, height)
             for event in todo[: limit - len(out)]:
                 ce = to_cloudevent(event, block=block,
-                                   chain_id=chain_id or block.header.chain_id)
+                                   chain_id=chain_id or block.header.chain_id,
+                                   catalogue=catalogue)
                 out.append(to_structured(ce))
                 cursor = f"{height}/{ce.get_id()}"
         height, index = height + 1, 0
@@ -422,7 +435,8 @@ class EventPublisher:
                  publish_timeout_s: float = 30.0, poll_interval_s: float = 1.0,
                  checkpoint_interval_s: float = 0.2, reconnect_backoff_s: float = 0.5,
                  reconnect_backoff_max_s: float = 30.0, reconnect_interval_s: float = 2.0,
-                 stop_grace_s: float = 2.0, app_id: str = "ecosphere-gateway") -> None:
+                 stop_grace_s: float = 2.0, app_id: str = "ecosphere-gateway",
+                 catalogue: EventCatalogue = PLATFORM_EVENTS) -> None:
         if in_flight_max < 1:
             raise ValueError("in_flight_max must be at least 1")
         self.store = store
@@ -438,6 +452,7 @@ class EventPublisher:
         self.reconnect_interval_s = reconnect_interval_s
         self.stop_grace_s = stop_grace_s
         self.app_id = app_id
+        self.catalogue = catalogue
         self.stats = PublisherStats()
         self.loop = FollowerLoop(self, FollowerLimits(
             poll_interval_s=poll_interval_s, retry_backoff_s=reconnect_backoff_s,
@@ -592,7 +607,8 @@ class EventPublisher:
         if stored is None or events is None:
             raise RuntimeError(f"the store lacks block {height} below its tip")
         block = stored.block
-        messages = [to_amqp(to_cloudevent(e, block=block, chain_id=block.header.chain_id),
+        messages = [to_amqp(to_cloudevent(e, block=block, chain_id=block.header.chain_id,
+                                          catalogue=self.catalogue),
                             app_id=self.app_id) for e in events]
         self._pending[height] = [len(messages), block.hash.hex()]
         for event, message in zip(events, messages, strict=True):
@@ -649,3 +665,32 @@ class EventPublisher:
         await asyncio.to_thread(write_checkpoint, self.checkpoint_path, confirmed)
         self._written = confirmed
         self.stats.checkpoint = confirmed.height
+
+
+class PublisherCollector(Collector):
+    """``/metrics``: the partner-event publisher's figures (ecosphere_events_*)."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self.publisher = publisher
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self.publisher.stats
+        for name, doc, value in (
+                ("published", "Partner events the broker confirmed", stats.published),
+                ("publish_failed", "Partner-event publishes that failed (sent again)",
+                 stats.failed),
+                ("publisher_errors", "Publishing passes that failed (retried)", stats.errors),
+                ("publisher_reconnects", "Reconnections of the publisher", stats.reconnects)):
+            counter = CounterMetricFamily(f"ecosphere_events_{name}", doc)
+            counter.add_metric([], value)
+            yield counter
+        for name, doc, gauge_value in (
+                ("lag_blocks", "Committed blocks whose events are not yet confirmed",
+                 stats.lag_blocks),
+                ("checkpoint", "The height in the publisher's checkpoint file",
+                 stats.checkpoint),
+                ("connected", "The publisher is connected to the broker",
+                 int(stats.connected))):
+            gauge = GaugeMetricFamily(f"ecosphere_events_{name}", doc)
+            gauge.add_metric([], gauge_value)
+            yield gauge

@@ -77,6 +77,9 @@ class FollowerLoop:
         self.last_error: str | None = None
         self._wake = asyncio.Event()
         self._retry = asyncio.Event()
+        self._halt = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def notify(self) -> None:
         """A block was committed: step without waiting for the next poll."""
@@ -85,6 +88,12 @@ class FollowerLoop:
     def retry_now(self) -> None:
         """End a backoff at once (what failed is likely back)."""
         self._retry.set()
+
+    async def halt(self) -> None:
+        """End a running loop from outside its ``stop`` (a follower taken down on its own,
+        as a restart would); returns once it has ended. ``run`` may be called again."""
+        self._halt.set()
+        await self._idle.wait()
 
     def backoff_s(self, failures: int) -> float:
         limits = self.limits
@@ -95,8 +104,10 @@ class FollowerLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Step until ``stop`` is set. Never raises except on cancellation."""
         name = self.follower.name
+        self._halt.clear()
+        self._idle.clear()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and not self._halt.is_set():
                 self._wake.clear()  # a commit from now on wakes the next pass
                 try:
                     more = await self.follower.step()
@@ -110,7 +121,7 @@ class FollowerLoop:
                                     name, self.failing, delay, self.last_error)
                     self.follower.on_failure(exc, self.failing)
                     self._retry.clear()
-                    await _sleep(delay, stop, self._retry)
+                    await _sleep(delay, stop, self._halt, self._retry)
                     continue
                 if self.failing:
                     log.info("%s: resumed after %d failed steps", name, self.failing)
@@ -118,9 +129,12 @@ class FollowerLoop:
                 if more:
                     await asyncio.sleep(0)
                 else:
-                    await _sleep(self.limits.poll_interval_s, stop, self._wake)
+                    await _sleep(self.limits.poll_interval_s, stop, self._halt, self._wake)
         finally:
-            await self.follower.close()
+            try:
+                await self.follower.close()
+            finally:
+                self._idle.set()
 
 
 async def _sleep(seconds: float, *events: asyncio.Event) -> None:

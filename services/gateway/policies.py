@@ -46,6 +46,8 @@ from services.ledger.core.httpsig import STATUS, HttpSigError, ReplayCache, veri
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 PRINCIPAL: web.RequestKey[str] = web.RequestKey("principal", str)
+#: the URI a signed request's signature was verified against (``signed_target_uri``)
+TARGET_URI: web.RequestKey[str] = web.RequestKey("target_uri", str)
 KeyResolver = Callable[[str], bytes | None]
 #: keyword arguments of the app's request handler: bodies are decoded by the
 #: ``decode_body`` policy, where a bad or unknown coding becomes a problem (aiohttp's
@@ -166,22 +168,18 @@ class Policies:
             self._limit(f"ip:{self.client_address(request)}")
             # body_exists, not can_read_body: decode_body may have read it already
             body = await request.read() if request.body_exists else None
+            target = target_uri(request, self.limits.public_base_url)
             try:
                 principal = verify_request(
-                    method=request.method, url=self._target_uri(request),
+                    method=request.method, url=target,
                     headers=combined_fields(request), body=body or None,
                     now=int(time.time()), resolve_key=self.resolve_key, replay=self.replay,
                     max_age_s=self.limits.signature_max_age_s)
             except HttpSigError as exc:
                 raise Problem(STATUS.get(exc.code, 401), exc.code, str(exc)) from exc
             request[PRINCIPAL] = principal
+            request[TARGET_URI] = target
         return await handler(request)
-
-    def _target_uri(self, request: web.Request) -> str:
-        """The URI the client signed: the public base (behind a proxy) or the Host it
-        used, with the raw (still percent-encoded) path and query."""
-        base = self.limits.public_base_url or f"{request.scheme}://{request.host}"
-        return base.rstrip("/") + request.raw_path
 
     # --- request bodies ------------------------------------------------------------------
 
@@ -410,6 +408,26 @@ def combined_fields(request: web.Request) -> dict[str, str]:
     sent on several lines is signed as one value; ``dict()`` would keep the first)."""
     names = {name.lower() for name in request.headers}
     return {name: ", ".join(request.headers.getall(name)) for name in names}
+
+
+def public_base(request: web.Request, public_base_url: str | None) -> str:
+    """``scheme://host`` as clients reach the gateway: the configured public base (behind
+    a proxy or ingress), else the request's own scheme and Host."""
+    return (public_base_url or f"{request.scheme}://{request.host}").rstrip("/")
+
+
+def target_uri(request: web.Request, public_base_url: str | None) -> str:
+    """The URI a client signs (RFC 9421 ``@target-uri``): the public base with the raw
+    (still percent-encoded) path and query. The one rule: the policies verify
+    signatures against it and relays pass on what was verified
+    (:func:`signed_target_uri`)."""
+    return public_base(request, public_base_url) + request.raw_path
+
+
+def signed_target_uri(request: web.Request) -> str:
+    """The URI this request's verified signature covers (call after principal_of)."""
+    principal_of(request)
+    return request[TARGET_URI]
 
 
 def principal_of(request: web.Request) -> str:

@@ -9,7 +9,7 @@ anything of a party's:
 * **consumer scans**: the scans of ``GET /v1/trace/verify``, anonymous unless a
   secure tag's fresh code proves possession, go out in batches
   (``trace.record_scans``) from a budgeted queue, at most one transaction per
-  interval (``services.gateway.trace.scans``): a flood of scans can neither
+  interval (``services.trace.edge.scans``): a flood of scans can neither
   crowd captures out nor decide a clone verdict (docs/adr/0005-clone-verdicts.md).
   Registered readers send their scans with their own keys, never through here.
 

@@ -63,7 +63,8 @@ def bench_core(*, txs: int = 20_000, replicas: int = 4) -> dict[str, Any]:
     started = time.perf_counter()
     for i, tx in enumerate(load):
         node = sim.nodes[i % len(sim.nodes)]
-        assert node.host is not None
+        if node.host is None:
+            raise RuntimeError(f"{node.name} is down during the benchmark")
         node.host.submit(tx)
         if i % 500 == 499:  # let the network and consensus run between client bursts
             sim.scheduler.run_until(sim.scheduler.now + 5)

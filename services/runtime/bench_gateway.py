@@ -137,6 +137,7 @@ async def _readers(url: str, *, seconds: float, readers: int) -> dict[str, Any]:
 
 
 async def _rebuild(data: DataDir, mongo_uri: str) -> dict[str, Any]:
+    from services.composition import view_specs
     from services.gateway.views.mongo import connect
     from services.gateway.views.projector import Projector
     from services.ledger.node.store import SqliteStore
@@ -145,7 +146,7 @@ async def _rebuild(data: DataDir, mongo_uri: str) -> dict[str, Any]:
     client = connect(mongo_uri)
     try:
         db = client[f"rebuild_{uuid.uuid4().hex[:10]}"]
-        report = (await Projector(store, db).rebuild()).to_dict()
+        report = (await Projector(store, db, view_specs()).rebuild()).to_dict()
         await client.drop_database(db.name)
         return report
     finally:

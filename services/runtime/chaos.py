@@ -107,7 +107,8 @@ class Chaos:
         return dict(json.loads((self.data.root / "up.json").read_text()))
 
     async def get(self, path: str, port: int | None = None) -> tuple[int, Any]:
-        assert self.session is not None
+        if self.session is None:
+            raise RuntimeError("the chaos run's HTTP session is not open")
         try:
             async with self.session.get(f"http://127.0.0.1:{port or self.port}{path}",
                                         timeout=aiohttp.ClientTimeout(total=5)) as resp:
@@ -145,7 +146,8 @@ class Chaos:
         await asyncio.gather(*(self._send(sender, stop, chain_id) for sender in self.senders))
 
     async def _send(self, sender: SenderState, stop: asyncio.Event, chain_id: str) -> None:
-        assert self.session is not None
+        if self.session is None:
+            raise RuntimeError("the chaos run's HTTP session is not open")
         interval = len(self.senders) / self.rate
         while not stop.is_set():
             started = time.monotonic()

@@ -46,8 +46,9 @@ from services.ledger.node import keys
 from services.runtime.datadir import DataDir, load_genesis
 from services.sdk import proofs
 from services.sdk.client import ApiError, Client
-from services.trace import documents, identifiers
-from services.trace.contract import item_key, tag_code
+from services.trace import certificate_schema, identifiers, wrapping
+from services.trace.items import item_key
+from services.trace.scans import tag_code
 
 DAY_MS = 86_400_000
 
@@ -143,7 +144,8 @@ class Demo:
                    "retail": self.retail, "shop": self.shop}
         for who, org in self.orgs.items():
             key = clients[who].key
-            assert key is not None
+            if key is None:
+                raise DemoFailed(f"the demo's {who} client has no key")
             self.send(self.operator, "consortium.register_organisation",
                       {"id": org, "name": org, "roles": roles[who],
                        "admin_key": key.public.raw.hex()})
@@ -175,18 +177,18 @@ class Demo:
                       {"gln": gln, "name": f"{who} site", "country": countries[who]})
             self.locations[who] = f"urn:epc:id:sgln:{self.cp[who]}.00001.0"
         now = int(time.time() * 1000)
-        data = {"$template": {"type": documents.CERTIFICATE_TEMPLATE},
+        data = {"$template": {"type": certificate_schema.CERTIFICATE_TEMPLATE},
                 "id": f"organic-{self.run_id}", "type": "ORGANIC",
                 "issuer": {"id": self.orgs["cert"], "name": "TUV demo"},
                 "subject": {"kind": "product", "id": self.gtin}, "scope": "*",
                 "validFrom": _iso(now - DAY_MS), "validUntil": _iso(now + 180 * DAY_MS),
                 "findings": "EU 2018/848 organic production rules met"}
-        wrapped = documents.wrap_batch([data], salt=lambda: str(uuid.uuid4()))
+        wrapped = wrapping.wrap_batch([data], salt=lambda: str(uuid.uuid4()))
         self.send(self.cert, "trace.anchor_certificate", {
             "merkle_root": wrapped[0].merkle_root, "type": "ORGANIC",
             "subject": {"kind": "product", "id": self.gtin}, "scope": "*",
             "valid_from": now - DAY_MS, "valid_until": now + 180 * DAY_MS})
-        shared = documents.obfuscate(wrapped[0], ["findings"])
+        shared = wrapping.obfuscate(wrapped[0], ["findings"])
         report = self.operator.call("POST", "/v1/trace/certificates/verify",
                                     body={"document": shared.to_json()})
         self.expect(report["valid"], f"the certificate does not verify: {report}")

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from services.gateway.settings import GatewayOptions
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.errors import LedgerError
 from services.ledger.core.genesis import Genesis
@@ -26,7 +27,6 @@ from services.ledger.core.transactions import sign_transaction
 from services.ledger.node import keys
 from services.ledger.node.memory import MemoryHub
 from services.ledger.node.runner import NodeRunner
-from services.ledger.node.settings import GatewayOptions, NodeSettings
 from services.runtime.datadir import (
     SERVICES,
     VALIDATOR_SERVICES,
@@ -34,6 +34,8 @@ from services.runtime.datadir import (
     ensure_genesis,
 )
 from services.runtime.node import ServiceNode
+from services.runtime.settings import NodeSettings
+from services.trace.edge.settings import TraceSettings
 
 log = logging.getLogger("ecosphere.embedded")
 __all__ = ["VALIDATOR_SERVICES", "DataDir", "EmbeddedNetwork"]
@@ -66,18 +68,16 @@ class EmbeddedNetwork:
 
     async def start_one(self, service: str, genesis: Genesis | None = None) -> ServiceNode:
         settings = NodeSettings(service=service, data_dir=self.data.root,
-                                gateway=GatewayOptions(port=self.port,
-                                                       webhook_loopback_allowed=True),
+                                gateway=GatewayOptions(port=self.port),
+                                trace=TraceSettings(webhook_loopback_allowed=True),
                                 **self.settings_overrides)  # type: ignore[arg-type]
         key = keys.load(self.data.node_key(service))
-        node = ServiceNode(settings, genesis or self.genesis, key)
         transport = self.hub.attach(key.key_id, functools.partial(self._deliver, service))
-        node.boot(transport)
+        node = ServiceNode(settings, genesis or self.genesis, key, transport)
         node.runner.host.listeners.committed.append(functools.partial(self._committed, service))
         self.nodes[service] = node
         node.runner.start()
         if service == "gateway":
-            await node.start_gateway_extras(None)
             self.port = await node.serve_http()
         return node
 

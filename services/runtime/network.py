@@ -84,7 +84,7 @@ class ProcessNetwork:
         if service == "gateway":
             env["ECOSPHERE_GATEWAY__PORT"] = str(self.port)
             # One machine: webhook receivers on this machine are the local developer's.
-            env.setdefault("ECOSPHERE_GATEWAY__WEBHOOK_LOOPBACK_ALLOWED", "true")
+            env.setdefault("ECOSPHERE_TRACE__WEBHOOK_LOOPBACK_ALLOWED", "true")
         else:
             env["ECOSPHERE_ADMIN_PORT"] = str(admin_port(self.port, service))
         return env

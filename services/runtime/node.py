@@ -18,15 +18,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from services.composition import build_application
 from services.gateway import models
-from services.gateway.api import GatewayApi
 from services.gateway.openapi import Endpoint, docs_routes
 from services.gateway.policies import Policies, PolicyLimits
 from services.gateway.problems import Problem, problem_middleware
@@ -40,13 +37,14 @@ from services.ledger.core.regossip import RegossipLimits
 from services.ledger.core.replica import ReplicaConfig
 from services.ledger.core.state import StateView
 from services.ledger.node import keys
-from services.ledger.node.access import ReplicaChain
 from services.ledger.node.amqp import AmqpLimits, AmqpTransport, Topology, TransportStats
 from services.ledger.node.host import Transport
 from services.ledger.node.metrics import CONTENT_TYPE, ReplicaMetrics
 from services.ledger.node.runner import NodeRunner
-from services.ledger.node.settings import DEFAULT_AMQP_URL, NodeSettings
+from services.ledger.node.settings import DEFAULT_AMQP_URL
 from services.ledger.node.store import SqliteStore
+from services.runtime.gateway_host import GatewayHost
+from services.runtime.settings import NodeSettings
 
 log = logging.getLogger("ecosphere.service")
 #: a service's exit code when the chain runs a composition its code lacks (not restarted)
@@ -90,118 +88,39 @@ def load_genesis(settings: NodeSettings) -> Genesis:
     return Genesis.from_wire(json.loads((settings.data_dir / "genesis.json").read_bytes()))
 
 
-TransportFactory = Callable[[PrivateKey, Callable[[bytes], bool]], Transport]
+#: the aiohttp app's typed state: the process it serves
+NODE: web.AppKey[ServiceNode] = web.AppKey("node", t=object)  # type: ignore[arg-type]
 
 
-@dataclass
 class ServiceNode:
-    settings: NodeSettings
-    genesis: Genesis
-    key: PrivateKey
-    runner: NodeRunner = field(init=False)
-    metrics: ReplicaMetrics = field(init=False)
-    transport_stats: TransportStats | None = None
-    gateway: GatewayApi | None = None
-    site: web.TCPSite | None = None
-    web_runner: web.AppRunner | None = None
-    views: Any = None  # services.gateway.views.mongo.ViewsDatabase
-    projector: Any = None  # services.gateway.views.projector.Projector
-    publisher: Any = None  # services.gateway.events.EventPublisher
-    epcis: Any = None  # services.gateway.trace.epcis_api.EpcisApi
-    trace_api: Any = None  # services.gateway.trace.api.TraceApi
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _stop_extras: asyncio.Event = field(default_factory=asyncio.Event)
+    """One service process's parts, wired in one place: the replica (``runner``) over
+    ``transport``, its metrics and admin endpoints, and — for the gateway — the
+    :class:`~services.runtime.gateway_host.GatewayHost` (API, plugins, followers).
 
-    def boot(self, transport: Transport) -> None:
-        s = self.settings
-        self.runner = NodeRunner(name=s.service, genesis=self.genesis,
-                                 app=build_application(), key=self.key,
-                                 store=SqliteStore(s.node_dir / "chain.db"),
+    ``events_url``: where the gateway publishes partner events (None: nowhere)."""
+
+    def __init__(self, settings: NodeSettings, genesis: Genesis, key: PrivateKey,
+                 transport: Transport, *, transport_stats: TransportStats | None = None,
+                 events_url: str | None = None) -> None:
+        s = settings
+        self.settings = settings
+        self.genesis = genesis
+        self.key = key
+        self.transport_stats = transport_stats
+        self.runner = NodeRunner(name=s.service, genesis=genesis, app=build_application(),
+                                 key=key, store=SqliteStore(s.node_dir / "chain.db"),
                                  transport=transport, config=replica_config(s))
         self.metrics = ReplicaMetrics(self.runner.host.replica, s.service)
-        self.metrics.transport = self.transport_stats
+        self.metrics.transport = transport_stats
         self.metrics.restarts = s.restarts
         self.runner.host.listeners.committed.append(self.metrics.on_commit)
+        self.gateway: GatewayHost | None = None
         if s.service == "gateway":
-            chain = ReplicaChain(self.runner)
-            self.gateway = GatewayApi(chain, s.gateway)
-            relay_path = s.node_dir / "relay.key"
-            if relay_path.exists():
-                from services.gateway.relay import Relay
-
-                self.gateway.relay = Relay(chain, keys.load(relay_path))
-            from services.gateway.trace.api import TraceApi
-            from services.gateway.trace.epcis_api import EpcisApi
-            from services.gateway.trace.provenance import (
-                ProvenanceCacheCollector,
-                ProvenanceLimits,
-            )
-
-            v = s.views
-            self.trace_api = TraceApi(self.gateway, ProvenanceLimits(
-                events_max=v.provenance_events_max, ids_max=v.provenance_ids_max,
-                depth_max=v.provenance_depth_max, cache_entries=v.provenance_cache_entries,
-                cache_steps=v.provenance_cache_steps))
-            self.gateway.domains.append(self.trace_api)
-            self.metrics.registry.register(
-                ProvenanceCacheCollector(self.trace_api.provenance_cache))
-            from services.gateway.trace.epcis_api import WebhookLimits
-
-            self.epcis = EpcisApi(self.gateway, webhook_limits=WebhookLimits(
-                loopback_allowed=s.gateway.webhook_loopback_allowed))
-            self.gateway.domains.append(self.epcis)
+            self.gateway = GatewayHost(s, self.runner, self.metrics.registry, events_url)
+        self.web_runner: web.AppRunner | None = None
 
     def deliver(self, data: bytes) -> bool:
         return self.runner.deliver(data)
-
-    async def start_gateway_extras(self, amqp_url: str | None) -> None:
-        """The gateway's followers of the chain: MongoDB views and partner events.
-
-        Both read committed blocks from this replica's store and keep their own
-        checkpoint, so an outage of MongoDB or of the broker delays them and loses
-        nothing. Without MongoDB (or the embedded server) the gateway still serves
-        everything that needs no views.
-        """
-        s = self.settings
-        if s.service != "gateway":
-            return
-        store = self.runner.host.store
-        if s.views.enabled:
-            from services.gateway.views.mongo import open_database
-            from services.gateway.views.projector import (
-                Projector,
-                ProjectorCollector,
-                ProjectorLimits,
-            )
-
-            try:
-                self.views = await open_database(s.mongo_uri, data_dir=s.node_dir,
-                                                 db_name=s.views.db_name)
-            except RuntimeError as exc:
-                log.warning("views disabled: %s", exc)
-            else:
-                limits = ProjectorLimits(batch_blocks_max=s.views.batch_blocks_max,
-                                         ready_lag_blocks_max=s.views.ready_lag_blocks_max)
-                self.projector = Projector(store, self.views.db, limits=limits)
-                if self.trace_api is not None:
-                    self.projector.listeners.append(self.trace_api.on_projected)
-                self.metrics.registry.register(ProjectorCollector(self.projector))
-                self.runner.host.listeners.committed.append(
-                    lambda _c: self.projector.notify())
-                if self.gateway is not None:
-                    self.gateway.views = self.views.db
-                    self.gateway.views_available = lambda: bool(self.projector.available)
-                self._tasks.append(asyncio.create_task(self.projector.run(self._stop_extras)))
-                if self.epcis is not None:
-                    await self.epcis.start()
-        if amqp_url is not None and s.views.events_enabled:
-            from services.gateway.events import EventPublisher
-
-            self.publisher = EventPublisher(store, url=amqp_url,
-                                            checkpoint_path=s.node_dir / "events.checkpoint",
-                                            topology=Topology(s.amqp.prefix))
-            self.runner.host.listeners.committed.append(lambda _c: self.publisher.notify())
-            self._tasks.append(asyncio.create_task(self.publisher.run(self._stop_extras)))
 
     # --- HTTP -----------------------------------------------------------------------
 
@@ -229,10 +148,13 @@ class ServiceNode:
                                 resolve_key=self.resolve_key)
             app = web.Application(middlewares=policies.middlewares(),
                                   client_max_size=g.body_bytes_max, handler_args=HANDLER_ARGS)
-            app.add_routes(self.gateway.routes())
-            app.add_routes(docs_routes(self.gateway.all_endpoints() + self.admin_endpoints(),
+            endpoints = self.gateway.endpoints()
+            app.add_routes(self.gateway.api.routes(endpoints))
+            app.add_routes(docs_routes(endpoints + self.admin_endpoints(),
                                        title="ecosphere gateway", version=__version__,
                                        expect=expect))
+            app.cleanup_ctx.append(self.gateway.followers_ctx)
+        app[NODE] = self
         app[HTTP_STATS] = stats = HttpStats()
         self.metrics.registry.register(HttpStatsCollector(stats))
         app.add_routes([web.get(path, handler, expect_handler=expect)
@@ -259,14 +181,16 @@ class ServiceNode:
         return bytes.fromhex(record["public_key"])
 
     async def serve_http(self) -> int:
+        """Serve HTTP (for the gateway this also opens the views and starts the
+        followers: the app's cleanup context); returns the port."""
         s = self.settings
         host, port = ((s.gateway.host, s.gateway.port) if s.service == "gateway"
                       else (s.admin_host, s.admin_port))
         self.web_runner = web.AppRunner(self.web_app(), access_log=None)
         await self.web_runner.setup()
-        self.site = web.TCPSite(self.web_runner, host, port)
-        await self.site.start()
-        server = self.site._server
+        site = web.TCPSite(self.web_runner, host, port)
+        await site.start()
+        server = site._server
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else port
 
@@ -284,8 +208,8 @@ class ServiceNode:
         behind = self.metrics.behind()
         if behind > self.settings.ready_lag_blocks_max:
             reasons.append(f"catching up: {behind} blocks behind")
-        if self.projector is not None and not self.projector.ready:
-            reasons.append(f"views lag {self.projector.lag_blocks} blocks")
+        if self.gateway is not None:
+            reasons.extend(self.gateway.readiness_reasons())
         replica = self.runner.host.replica
         return {"ready": not reasons, "reasons": reasons, "height": replica.tip.height,
                 "behind": behind, "peers_seen": len(replica.peers_seen)}
@@ -302,17 +226,10 @@ class ServiceNode:
                             headers={"Content-Type": CONTENT_TYPE})
 
     async def close(self) -> None:
-        self._stop_extras.set()
-        if self.epcis is not None:
-            await self.epcis.stop()
-        if self.trace_api is not None:
-            await self.trace_api.close()  # its last batch of scans goes out on the host
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
+        """Stop HTTP (the gateway's followers and plugins finish on the way: the replica
+        still runs), then the replica."""
         if self.web_runner is not None:
             await self.web_runner.cleanup()
-        if self.views is not None:
-            await self.views.close()
         self.runner.stop()
 
 
@@ -320,13 +237,18 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
     """Run one service over RabbitMQ until ``stop`` is set or the replica fails."""
     genesis = load_genesis(settings)
     key = keys.load(settings.node_dir / "node.key")
-    node = ServiceNode(settings, genesis, key)
-    transport = AmqpTransport(url=settings.amqp_url or DEFAULT_AMQP_URL, node_id=key.key_id,
-                              validator=settings.is_validator, deliver=node.deliver,
-                              topology=Topology(settings.amqp.prefix),
+    url = settings.amqp_url or DEFAULT_AMQP_URL
+    built: list[ServiceNode] = []  # messages arrive once started, after the node exists
+
+    def deliver(data: bytes) -> bool:
+        return built[0].deliver(data) if built else False
+
+    transport = AmqpTransport(url=url, node_id=key.key_id, validator=settings.is_validator,
+                              deliver=deliver, topology=Topology(settings.amqp.prefix),
                               limits=amqp_limits(settings))
-    node.transport_stats = transport.stats
-    node.boot(transport)
+    node = ServiceNode(settings, genesis, key, transport, transport_stats=transport.stats,
+                       events_url=url)
+    built.append(node)
     transport.on_publish_failed = node.runner.publish_failed
     # /healthz, /readyz ("not connected") and /metrics answer while the broker is away.
     port = await node.serve_http()
@@ -335,7 +257,6 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
         await node.close()
         return 0
     node.runner.start()
-    await node.start_gateway_extras(settings.amqp_url or DEFAULT_AMQP_URL)
     where = "http" if settings.service == "gateway" else "admin"
     log.info("%s up: %s on %s:%d, height %d", settings.service, where,
              settings.gateway.host if where == "http" else settings.admin_host, port,

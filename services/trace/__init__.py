@@ -1,8 +1,17 @@
 """Supply-chain traceability: GS1 EPCIS 2.0 events, product certificates,
 anti-counterfeiting and contract rules with automatic penalties.
 
-The contract (``contract``) is pure and runs in every replica; ``epcis``,
-``identifiers`` and ``eventhash`` are the pure GS1 building blocks it uses;
-``documents`` builds and checks verifiable certificates; the trace service's
-off-chain work and its HTTP endpoints sit at the edges.
+The pure part, run by every replica (no I/O, no clock, no randomness, no floats):
+
+* the contract: ``contract`` (``TraceContract``, the state layout) dispatching to
+  ``registry`` (accreditations, GS1 prefixes, products, locations), ``certificates``,
+  ``capture`` (EPCIS events), ``agreements`` (deposits, penalties; the future trade
+  domain's) and ``scans`` (secure tags, scans, clone verdicts), over ``items``;
+* EPCIS 2.0: ``epcis`` (events and documents), ``epcis_fields``, ``epcis_values``;
+* the CBV 2.0 event hash: ``eventhash``, ``hashvalues``, ``cbv`` (the vocabularies);
+* GS1 identifiers: ``identifiers``; calendar arithmetic: ``civil``;
+* verifiable certificates: ``documents`` (the checks against the chain), ``wrapping``
+  (the OpenAttestation construction), ``certificate_schema``.
+
+The trace service's off-chain work and its HTTP endpoints sit at the edges (``edge``).
 """

@@ -6,6 +6,8 @@ This module never does I/O and never reads the clock.
 
 from __future__ import annotations
 
+__all__ = ["civil_from_days", "days_from_civil", "days_in_month"]
+
 
 def days_from_civil(year: int, month: int, day: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date."""
@@ -18,6 +20,7 @@ def days_from_civil(year: int, month: int, day: int) -> int:
 
 
 def civil_from_days(days: int) -> tuple[int, int, int]:
+    """The proleptic Gregorian (year, month, day) of a day count since 1970-01-01."""
     days += 719468
     era = days // 146097
     doe = days - era * 146097
@@ -30,6 +33,7 @@ def civil_from_days(days: int) -> tuple[int, int, int]:
 
 
 def days_in_month(year: int, month: int) -> int:
+    """How many days ``month`` of ``year`` has (leap years included)."""
     if month == 2:
         return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
     return 30 if month in (4, 6, 9, 11) else 31

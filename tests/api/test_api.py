@@ -16,7 +16,7 @@ import pytest
 from services.ledger.core.transactions import sign_transaction
 from services.sdk import proofs
 from services.sdk.client import ApiError, Client
-from tests.api.conftest import LiveNetwork, bench_client_key
+from tests.live import LiveNetwork, bench_client_key
 
 pytestmark = pytest.mark.functional
 

@@ -12,7 +12,7 @@ import pytest
 from services.cli import main
 from services.ledger.node import keys
 from services.runtime.datadir import DataDir, ensure_genesis
-from tests.api.conftest import LiveNetwork
+from tests.live import LiveNetwork
 
 pytestmark = pytest.mark.functional
 

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from services.gateway.views.queries import encode_cursor
 from services.gateway.views.schema import BLOCKS, EVENTS, TRANSACTIONS
 from services.ledger.core.encoding import INT_MAX
-from tests.api.conftest import LiveNetwork, start_live, stop_live
+from tests.live import LiveNetwork, start_live, stop_live
 
 pytestmark = pytest.mark.functional
 EXAMPLES = 60  # positive cases per operation

@@ -22,7 +22,7 @@ import pytest
 
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.transactions import sign_transaction
-from tests.api.conftest import LiveNetwork
+from tests.live import LiveNetwork
 
 pytestmark = pytest.mark.functional
 

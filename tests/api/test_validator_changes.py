@@ -16,7 +16,7 @@ from services.cli import main
 from services.ledger.core.validators import Validator, ValidatorSet
 from services.sdk import proofs
 from services.sdk.client import Client
-from tests.api.conftest import LiveNetwork
+from tests.live import LiveNetwork
 
 pytestmark = pytest.mark.functional
 

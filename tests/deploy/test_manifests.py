@@ -328,8 +328,8 @@ def exported_metric_names() -> set[str]:
     from prometheus_client.parser import text_string_to_metric_families
 
     from services.gateway.views.projector import ProjectorCollector
-    from services.ledger.node.amqp import TransportStats
     from services.ledger.core.regossip import Regossip
+    from services.ledger.node.amqp import TransportStats
     from services.ledger.node.metrics import ReplicaMetrics
 
     mempool = type("Mempool", (list,), {"size_bytes": 0})()

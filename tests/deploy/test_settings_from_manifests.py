@@ -22,7 +22,7 @@ from pymongo.uri_parser import parse_uri
 from yarl import URL
 
 from services.ledger.node.amqp import Topology
-from services.ledger.node.settings import NodeSettings
+from services.runtime.settings import NodeSettings
 from tests.deploy.conftest import (
     DEPLOY,
     OVERLAYS,

@@ -5,10 +5,12 @@ clients that go away, 405 without Allow, and the formats the OpenAPI document st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 import re
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 from unittest import mock
 
@@ -95,19 +97,17 @@ def test_without_a_body_the_content_coding_does_not_matter() -> None:
     assert content_codings(request) == []
 
 
-def run_app(handler: Any, body: Any, *, handler_args: dict[str, Any] | None = None,
-            limits: PolicyLimits | None = None) -> Any:
-    async def main() -> Any:
-        policies = Policies(limits or PolicyLimits(), resolve_key=lambda _: None)
-        app = web.Application(middlewares=policies.middlewares(),
-                              handler_args=handler_args)
-        app[HTTP_STATS] = HttpStats()
-        app.router.add_post("/a", handler)
-        app.router.add_get("/a", handler)
-        async with TestClient(TestServer(app)) as client:
-            return await body(client, app)
-
-    return asyncio.run(main())
+@contextlib.asynccontextmanager
+async def serving(handler: Any, *, handler_args: dict[str, Any] | None = None,
+                  limits: PolicyLimits | None = None) -> AsyncIterator[TestClient[Any, Any]]:
+    policies = Policies(limits or PolicyLimits(), resolve_key=lambda _: None)
+    app = web.Application(middlewares=policies.middlewares(),
+                          handler_args=handler_args)
+    app[HTTP_STATS] = HttpStats()
+    app.router.add_post("/a", handler)
+    app.router.add_get("/a", handler)
+    async with TestClient(TestServer(app)) as client:
+        yield client
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -116,117 +116,116 @@ async def echo(request: web.Request) -> web.Response:
 
 @pytest.mark.functional  # over a real socket
 @pytest.mark.parametrize("handler_args", [HANDLER_ARGS, None])
-def test_the_handler_reads_the_body_decoded_once(handler_args: dict[str, Any] | None) -> None:
+@pytest.mark.asyncio
+async def test_the_handler_reads_the_body_decoded_once(
+        handler_args: dict[str, Any] | None) -> None:
     """Decoded by the policy (the gateway's HANDLER_ARGS) or by aiohttp (an app served
     without them): never twice."""
     body = b'{"decoded": true}'
 
-    async def call(client: TestClient[Any, Any], app: web.Application) -> tuple[int, bytes]:
+    async with serving(echo, handler_args=handler_args) as client:
         answer = await client.post("/a", data=gzip.compress(body),
                                    headers={"Content-Encoding": "gzip"})
-        return answer.status, await answer.read()
-
-    assert run_app(echo, call, handler_args=handler_args) == (200, body)
+        assert (answer.status, await answer.read()) == (200, body)
 
 
 @pytest.mark.functional  # over a real socket
-def test_a_corrupt_body_decoded_by_aiohttp_is_a_400_too() -> None:
+@pytest.mark.asyncio
+async def test_a_corrupt_body_decoded_by_aiohttp_is_a_400_too() -> None:
     """Where aiohttp decodes (no HANDLER_ARGS), its payload error is mapped as well."""
-    async def call(client: TestClient[Any, Any], app: web.Application) -> tuple[int, Any]:
+    async with serving(echo, handler_args=None) as client:
         answer = await client.post("/a", data=b"garbage" * 10,
                                    headers={"Content-Encoding": "deflate"})
-        return answer.status, await answer.json(content_type=None)
-
-    status, problem = run_app(echo, call, handler_args=None)
+        status, problem = answer.status, await answer.json(content_type=None)
     assert status == 400 and problem["code"] == "bad_content_encoding"
 
 
 # --- the problem middleware ------------------------------------------------------------
 
-def call_middleware(handler: Any, *, closing: bool) -> tuple[web.StreamResponse, HttpStats]:
+async def call_middleware(handler: Any, *,
+                          closing: bool) -> tuple[web.StreamResponse, HttpStats]:
     app = web.Application()
     stats = app[HTTP_STATS] = HttpStats()
     transport = mock.Mock()
     transport.is_closing.return_value = closing
     request = make_mocked_request("POST", "/v1/transactions", app=app, transport=transport)
-
-    async def main() -> web.StreamResponse:
-        return await problem_middleware(request, handler)
-
-    return asyncio.run(main()), stats
+    return await problem_middleware(request, handler), stats
 
 
 @pytest.mark.parametrize("error", [ConnectionResetError("Connection lost"),
                                    web.RequestPayloadError("peer went away")])
-def test_a_client_gone_mid_request_is_counted_not_logged(
+@pytest.mark.asyncio
+async def test_a_client_gone_mid_request_is_counted_not_logged(
         error: Exception, caplog: pytest.LogCaptureFixture) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         raise error
 
     caplog.set_level(logging.DEBUG, logger="ecosphere.gateway")
-    response, stats = call_middleware(handler, closing=True)
+    response, stats = await call_middleware(handler, closing=True)
     assert response.status == 499 and stats.client_disconnects == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
 
 
-def test_a_connection_of_our_own_that_fails_is_still_an_error(
+@pytest.mark.asyncio
+async def test_a_connection_of_our_own_that_fails_is_still_an_error(
         caplog: pytest.LogCaptureFixture) -> None:
     """Not every ConnectionResetError is the client leaving: an outbound call's is ours."""
     async def handler(request: web.Request) -> web.StreamResponse:
         raise ConnectionResetError("webhook peer reset")
 
-    response, stats = call_middleware(handler, closing=False)
+    response, stats = await call_middleware(handler, closing=False)
     assert response.status == 500 and stats.client_disconnects == 0
     assert [r.levelno for r in caplog.records if r.name == "ecosphere.gateway"] == \
         [logging.ERROR]
 
 
-def test_a_cancelled_handler_stays_cancelled_and_is_counted(
+@pytest.mark.asyncio
+async def test_a_cancelled_handler_stays_cancelled_and_is_counted(
         caplog: pytest.LogCaptureFixture) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
-        call_middleware(handler, closing=True)
+        await call_middleware(handler, closing=True)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_an_unreadable_body_is_a_400() -> None:
+@pytest.mark.asyncio
+async def test_an_unreadable_body_is_a_400() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
             raise ContentEncodingError("deflate")
         except ContentEncodingError as exc:
             raise web.RequestPayloadError("bad body") from exc
 
-    response, _ = call_middleware(handler, closing=False)
+    response, _ = await call_middleware(handler, closing=False)
     assert response.status == 400
 
 
 @pytest.mark.functional  # over a real socket
-def test_a_405_lists_the_methods_of_the_resource() -> None:
-    async def call(client: TestClient[Any, Any], app: web.Application) -> tuple[int, str, Any]:
+@pytest.mark.asyncio
+async def test_a_405_lists_the_methods_of_the_resource() -> None:
+    async with serving(echo) as client:
         answer = await client.put("/a", data=b"{}")
-        return answer.status, answer.headers.get("Allow", ""), await answer.json(
-            content_type=None)
-
-    status, allow, problem = run_app(echo, call)
+        status, allow = answer.status, answer.headers.get("Allow", "")
+        problem = await answer.json(content_type=None)
     assert status == 405 and problem["code"] == "method_not_allowed"
     assert {m.strip() for m in allow.split(",")} == {"GET", "HEAD", "POST"}
 
 
 @pytest.mark.functional  # over a real socket
-def test_an_idempotency_key_is_printable_ascii() -> None:
-    async def call(client: TestClient[Any, Any], app: web.Application) -> list[int]:
-        statuses = []
+@pytest.mark.asyncio
+async def test_an_idempotency_key_is_printable_ascii() -> None:
+    statuses: list[int] = []
+    async with serving(echo) as client:
         for key in ("order 42", "order-42", " x", "x" * 129, "caf\u00e9"):
             answer = await client.post("/a", data=b"{}",
                                        headers={"Idempotency-Key": key})
             statuses.append(answer.status)
-        return statuses
 
     # " x": the header's own whitespace is stripped: it is the key "x"
-    assert run_app(echo, call) == [200, 200, 200, 400, 400]
+    assert statuses == [200, 200, 200, 400, 400]
 
 
 # --- what the OpenAPI document states ----------------------------------------------------

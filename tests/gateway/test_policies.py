@@ -5,9 +5,11 @@ review)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -16,103 +18,86 @@ from services.gateway.policies import Policies, PolicyLimits
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def run(limits: PolicyLimits, handler: Handler,
-        body: Callable[[TestClient[Any, Any]], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        policies = Policies(limits, resolve_key=lambda _: None)
-        app = web.Application(middlewares=policies.middlewares())
-        for path in ("/a", "/b"):
-            app.router.add_route("*", path, handler)
-        async with TestClient(TestServer(app)) as client:
-            return await body(client)
-
-    return asyncio.run(main())
+@contextlib.asynccontextmanager
+async def serving(limits: PolicyLimits, handler: Handler) -> AsyncIterator[TestClient[Any, Any]]:
+    policies = Policies(limits, resolve_key=lambda _: None)
+    app = web.Application(middlewares=policies.middlewares())
+    for path in ("/a", "/b"):
+        app.router.add_route("*", path, handler)
+    async with TestClient(TestServer(app)) as client:
+        yield client
 
 
 async def ok(request: web.Request) -> web.Response:
     return web.json_response({"path": request.path})
 
 
-def test_forged_signatures_are_rate_limited_by_address() -> None:
+@pytest.mark.asyncio
+async def test_forged_signatures_are_rate_limited_by_address() -> None:
     forged = {"Signature-Input": 'sig1=("@method");keyid="aa";created=1',
               "Signature": "sig1=:AAAA:"}
 
-    async def body(client: TestClient[Any, Any]) -> list[int]:
-        return [(await client.get("/a", headers=forged)).status for _ in range(6)]
-
-    statuses = run(PolicyLimits(rate_per_s=0.001, rate_burst=2), ok, body)
+    async with serving(PolicyLimits(rate_per_s=0.001, rate_burst=2), ok) as client:
+        statuses = [(await client.get("/a", headers=forged)).status for _ in range(6)]
     assert statuses[:2] != [429, 429] and statuses[2:] == [429] * 4
 
 
-def test_a_running_request_is_never_forgotten_so_never_runs_twice() -> None:
+@pytest.mark.asyncio
+async def test_a_running_request_is_never_forgotten_so_never_runs_twice() -> None:
     calls: list[str] = []
-    gate: dict[str, asyncio.Event] = {}
+    release_a = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:
         key = request.headers["Idempotency-Key"]
         calls.append(key)
         if key == "A":
-            await gate["A"].wait()
+            await release_a.wait()
         return web.json_response({"n": len(calls)})
 
-    async def body(client: TestClient[Any, Any]) -> list[int]:
-        gate["A"] = asyncio.Event()
+    async with serving(PolicyLimits(idempotency_entries_max=2), slow) as client:
         first = asyncio.create_task(client.post("/a", data=b"{}",
                                                 headers={"Idempotency-Key": "A"}))
         await asyncio.sleep(0.1)
         statuses = [(await client.post("/a", data=b"{}",
                                        headers={"Idempotency-Key": k})).status
                     for k in ("A", "B", "C", "A")]
-        gate["A"].set()
+        release_a.set()
         statuses.append((await first).status)
-        return statuses
-
-    statuses = run(PolicyLimits(idempotency_entries_max=2), slow, body)
     assert statuses[0] == 409  # the repeat while A runs
     assert statuses[3] == 409  # still running: B and C could not push A out
     assert calls.count("A") == 1
 
 
-def test_the_same_key_on_another_path_or_query_is_not_a_replay() -> None:
+@pytest.mark.asyncio
+async def test_the_same_key_on_another_path_or_query_is_not_a_replay() -> None:
     """A key names one request: on another path it is another request; with another
     query (``?wait=commit``) it is a mistake, not a replay of the earlier answer."""
-    async def body(client: TestClient[Any, Any]) -> list[str]:
-        headers = {"Idempotency-Key": "K"}
-        answers = []
+    headers = {"Idempotency-Key": "K"}
+    answers: list[str] = []
+    async with serving(PolicyLimits(), ok) as client:
         for path in ("/a", "/b", "/a?wait=commit", "/a"):
             response = await client.post(path, data=b"{}", headers=headers)
             answer = await response.json()
             answers.append(f"{answer.get('path', answer.get('code'))}:"
                            f"{response.headers.get('Idempotent-Replayed', 'no')}")
-        return answers
 
-    assert run(PolicyLimits(), ok, body) == ["/a:no", "/b:no", "idempotency_key_reused:no",
-                                             "/a:true"]
+    assert answers == ["/a:no", "/b:no", "idempotency_key_reused:no", "/a:true"]
 
 
-def test_remembered_answers_are_bounded_by_bytes() -> None:
+@pytest.mark.asyncio
+async def test_remembered_answers_are_bounded_by_bytes() -> None:
     async def big(request: web.Request) -> web.Response:
         return web.Response(body=b"x" * 40_000, content_type="application/json")
 
-    async def body(client: TestClient[Any, Any]) -> int:
+    policies = Policies(PolicyLimits(idempotency_bytes_max=100_000,
+                                     idempotency_answer_bytes_max=50_000),
+                        resolve_key=lambda _: None)
+    app = web.Application(middlewares=policies.middlewares())
+    app.router.add_post("/a", big)
+    async with TestClient(TestServer(app)) as client:
         for n in range(10):
             await client.post("/a", data=b"{}", headers={"Idempotency-Key": f"k{n}"})
-        return 0
 
-    policies_holder: list[Policies] = []
-
-    async def main() -> None:
-        policies = Policies(PolicyLimits(idempotency_bytes_max=100_000,
-                                         idempotency_answer_bytes_max=50_000),
-                            resolve_key=lambda _: None)
-        policies_holder.append(policies)
-        app = web.Application(middlewares=policies.middlewares())
-        app.router.add_post("/a", big)
-        async with TestClient(TestServer(app)) as client:
-            await body(client)
-
-    asyncio.run(main())
-    policies = policies_holder[0]
     assert policies._idempotent_bytes <= 100_000 + 40_000
     assert len(policies._idempotent) <= 3
 

@@ -141,6 +141,7 @@ def test_garbage_forged_oversized_and_replayed_messages_are_refused(
     ]
     before = {s: _rejected(net, s) for s in VALIDATORS}
     height = net.height("gateway")
+    # Stays sync: Net's start/stop run their own loop, which cannot run inside another one.
     asyncio.run(_publish_raw(net.url, f"{net.prefix}.consensus", bodies))
     asyncio.run(_publish_raw(net.url, f"{net.prefix}.txs", bodies[:3]))
     # replay: a genuine message seen before is refused as a duplicate or is harmless

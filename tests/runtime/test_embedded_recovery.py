@@ -114,36 +114,34 @@ async def _until(network: EmbeddedNetwork, check: object, timeout: float) -> Non
     raise AssertionError(f"timed out: heights {_heights(network)}")
 
 
-def test_catch_up_after_downtime_and_from_empty(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        data = DataDir(tmp_path / "net")
-        network = EmbeddedNetwork(data, port=0)
-        await network.start(services=("ledger", "trace", "customs"))  # credit is down
-        await _run_for(network, 4.0)  # every 4th height waits out credit's turn
-        assert min(_heights(network).values()) >= 4
-        # A replica that was never up catches up from its peers.
-        await network.start_one("credit")
-        await _until(network, lambda: len(set(_heights(network).values())) == 1
-                     and _heights(network)["credit"] >= 4, timeout=30)
-        # One replica down for a while, then back.
-        await network.stop_one("trace")
-        await _run_for(network, 1.5)
-        behind = max(_heights(network).values())
-        await network.start_one("trace")
-        await _until(network, lambda: _heights(network)["trace"] >= behind, timeout=30)
-        # A replica restarted with an empty data directory rebuilds from its peers.
-        await network.stop_one("customs")
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(data.store("customs")) + suffix).unlink(missing_ok=True)
-        assert not data.store("customs").exists()
-        await _run_for(network, 0.5)
-        top = max(_heights(network).values())
-        await network.start_one("customs")
-        await _until(network, lambda: _heights(network)["customs"] >= top, timeout=30)
-        await _run_for(network, 1.0)
-        failed = [r.failed for r in network.runners.values()]
-        await network.stop()
-        assert_agree(chains(data))
-        assert failed == [None, None, None, None]
-
-    asyncio.run(scenario())
+@pytest.mark.asyncio
+async def test_catch_up_after_downtime_and_from_empty(tmp_path: Path) -> None:
+    data = DataDir(tmp_path / "net")
+    network = EmbeddedNetwork(data, port=0)
+    await network.start(services=("ledger", "trace", "customs"))  # credit is down
+    await _run_for(network, 4.0)  # every 4th height waits out credit's turn
+    assert min(_heights(network).values()) >= 4
+    # A replica that was never up catches up from its peers.
+    await network.start_one("credit")
+    await _until(network, lambda: len(set(_heights(network).values())) == 1
+                 and _heights(network)["credit"] >= 4, timeout=30)
+    # One replica down for a while, then back.
+    await network.stop_one("trace")
+    await _run_for(network, 1.5)
+    behind = max(_heights(network).values())
+    await network.start_one("trace")
+    await _until(network, lambda: _heights(network)["trace"] >= behind, timeout=30)
+    # A replica restarted with an empty data directory rebuilds from its peers.
+    await network.stop_one("customs")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(data.store("customs")) + suffix).unlink(missing_ok=True)
+    assert not data.store("customs").exists()
+    await _run_for(network, 0.5)
+    top = max(_heights(network).values())
+    await network.start_one("customs")
+    await _until(network, lambda: _heights(network)["customs"] >= top, timeout=30)
+    await _run_for(network, 1.0)
+    failed = [r.failed for r in network.runners.values()]
+    await network.stop()
+    assert_agree(chains(data))
+    assert failed == [None, None, None, None]

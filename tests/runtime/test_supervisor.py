@@ -48,27 +48,24 @@ def network(tmp_path: Path, scripts: dict[str, list[str]]) -> StandIns:
 SLEEP = "import time; time.sleep(30)"
 
 
-def run(net: StandIns, seconds: float) -> tuple[int, list[str]]:
+async def run(net: StandIns, seconds: float) -> tuple[int, list[str]]:
     lines: list[str] = []
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        for service in net.scripts:
-            await net.start_one(service)
-        asyncio.get_running_loop().call_later(seconds, stop.set)
-        code = await net.supervise(stop, lines.append, FAST)
-        for proc in net.procs.values():
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        return code
-
-    return asyncio.run(main()), lines
+    stop = asyncio.Event()
+    for service in net.scripts:
+        await net.start_one(service)
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    code = await net.supervise(stop, lines.append, FAST)
+    for proc in net.procs.values():
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return code, lines
 
 
-def test_a_child_that_dies_is_restarted_and_the_others_keep_running(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_a_child_that_dies_is_restarted_and_the_others_keep_running(tmp_path: Path) -> None:
     net = network(tmp_path, {"credit": ["raise SystemExit(1)", SLEEP], "ledger": [SLEEP]})
-    code, lines = run(net, 1.0)
+    code, lines = await run(net, 1.0)
     assert code == 0
     assert any("credit exited with 1" in line for line in lines), lines
     assert any("credit restarted" in line for line in lines), lines
@@ -78,28 +75,31 @@ def test_a_child_that_dies_is_restarted_and_the_others_keep_running(tmp_path: Pa
     assert status["services"]["ledger"]["restarts"] == 0
 
 
-def test_restarts_back_off_when_a_child_keeps_dying(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_restarts_back_off_when_a_child_keeps_dying(tmp_path: Path) -> None:
     net = network(tmp_path, {"credit": ["raise SystemExit(1)"], "ledger": [SLEEP]})
-    code, lines = run(net, 1.2)
+    code, lines = await run(net, 1.2)
     assert code == 0
     delays = [float(line.split("restarting in ")[1].split("s")[0])
               for line in lines if "restarting in" in line]
     assert delays[:3] == [0.05, 0.1, 0.2] and max(delays) == FAST.backoff_max_s
 
 
-def test_an_operator_error_stops_everything_with_exit_2(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_an_operator_error_stops_everything_with_exit_2(tmp_path: Path) -> None:
     net = network(tmp_path, {"gateway": [f"raise SystemExit({EXIT_OPERATOR_ERROR})"],
                              "ledger": [SLEEP]})
-    code, lines = run(net, 5.0)
+    code, lines = await run(net, 5.0)
     assert code == EXIT_OPERATOR_ERROR
     assert any("restarting cannot help" in line for line in lines), lines
     assert not any("restarted" in line for line in lines)
 
 
-def test_a_replica_whose_code_lacks_the_composition_is_not_restarted(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_a_replica_whose_code_lacks_the_composition_is_not_restarted(tmp_path: Path) -> None:
     net = network(tmp_path, {"customs": [f"raise SystemExit({EXIT_UPGRADE_REQUIRED})"],
                              "ledger": [SLEEP]})
-    code, lines = run(net, 0.6)
+    code, lines = await run(net, 0.6)
     assert code == 0
     assert any("customs halted" in line for line in lines), lines
     assert not any("customs restarted" in line for line in lines)

@@ -7,7 +7,7 @@ that it interoperates with:
 * ``http-message-signatures`` (pyauth): requests it signs verify with ours, and
   requests our SDK signs verify with it, for the components and parameters the
   gateway (services/gateway/policies.py) and the EPCIS capture relay
-  (services/gateway/trace/epcis_api.py, verified again by the trace contract) use;
+  (services/trace/edge/epcis/api.py, verified again by the trace contract) use;
   the signature bases are byte-for-byte the same; Content-Digest values agree;
 * ``http-sfv`` (mnot), the reference for structured fields, and ``http-sf`` (its
   successor, which ``http-message-signatures`` parses with): a corpus of
@@ -21,7 +21,6 @@ Every known difference is pinned by a test below (``KNOWN_DIFFERENCES`` and the
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import time
@@ -387,34 +386,33 @@ def test_difference_they_refuse_duplicate_signature_labels() -> None:
 
 
 @pytest.mark.functional
-def test_their_aiohttp_client_is_authenticated_by_the_gateway() -> None:
+@pytest.mark.asyncio
+async def test_their_aiohttp_client_is_authenticated_by_the_gateway() -> None:
+    import aiohttp
+
     async def whoami(request: web.Request) -> web.Response:
         return web.json_response({"principal": request.get(PRINCIPAL),
                                   "bytes": len(await request.read())})
 
-    async def run() -> list[dict[str, Any]]:
-        import aiohttp
+    policies = Policies(PolicyLimits(), resolve_key=resolve)
+    app = web.Application(middlewares=policies.middlewares())
+    app.add_routes([web.get("/v1/me", whoami), web.post("/v1/me", whoami)])
+    async with TestServer(app) as server:
+        origin = f"http://{server.host}:{server.port}"
+        answers: list[dict[str, Any]] = []
+        for nonce, (method, body) in enumerate([("GET", None), ("POST", CAPTURE)]):
+            middleware = SignatureMiddleware(SignatureMiddlewareMode.SIGN_REQUEST,
+                                             sign_options={
+                "origin": origin, "signature_algorithm": algorithms.ED25519,
+                "key_id": KEY.key_id, "key_resolver": RESOLVER, "tag": TAG,
+                "nonce": f"e2e-{nonce}", "covered_component_ids": TARGET})
+            async with aiohttp.ClientSession(**middleware.session_kwargs) as session, \
+                    session.request(method, f"{origin}/v1/me", data=body) as response:
+                assert response.status == 200, await response.text()
+                answers.append(await response.json())
 
-        policies = Policies(PolicyLimits(), resolve_key=resolve)
-        app = web.Application(middlewares=policies.middlewares())
-        app.add_routes([web.get("/v1/me", whoami), web.post("/v1/me", whoami)])
-        async with TestServer(app) as server:
-            origin = f"http://{server.host}:{server.port}"
-            answers = []
-            for nonce, (method, body) in enumerate([("GET", None), ("POST", CAPTURE)]):
-                middleware = SignatureMiddleware(SignatureMiddlewareMode.SIGN_REQUEST,
-                                                 sign_options={
-                    "origin": origin, "signature_algorithm": algorithms.ED25519,
-                    "key_id": KEY.key_id, "key_resolver": RESOLVER, "tag": TAG,
-                    "nonce": f"e2e-{nonce}", "covered_component_ids": TARGET})
-                async with aiohttp.ClientSession(**middleware.session_kwargs) as session, \
-                        session.request(method, f"{origin}/v1/me", data=body) as response:
-                    assert response.status == 200, await response.text()
-                    answers.append(await response.json())
-            return answers
-
-    assert asyncio.run(run()) == [{"principal": KEY.key_id, "bytes": 0},
-                                  {"principal": KEY.key_id, "bytes": len(CAPTURE)}]
+    assert answers == [{"principal": KEY.key_id, "bytes": 0},
+                       {"principal": KEY.key_id, "bytes": len(CAPTURE)}]
 
 
 # ---------------------------------------------------------------------------

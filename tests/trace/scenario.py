@@ -15,8 +15,8 @@ from typing import Any
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.execution import BlockExecution
 from services.ledger.sim.testnet import make_testnet
-from services.trace import documents, identifiers
-from services.trace.contract import tag_code
+from services.trace import certificate_schema, identifiers, wrapping
+from services.trace.scans import tag_code
 from tests.ledger.core.conftest import Chain, rejected_codes
 
 GTIN = "06901234000016"  # company prefix 6901234 (China), item reference 00001
@@ -139,12 +139,12 @@ class Scenario:
 
     def certify(self, cert_type: str = "ORGANIC") -> tuple[list[Any], BlockExecution]:
         now = self.chain.next_time
-        data = {"$template": {"type": documents.CERTIFICATE_TEMPLATE}, "id": "cert-1",
+        data = {"$template": {"type": certificate_schema.CERTIFICATE_TEMPLATE}, "id": "cert-1",
                 "type": cert_type,
                 "issuer": {"id": self.certifier.id, "name": "Cert Body"},
                 "subject": {"kind": "product", "id": GTIN}, "scope": "*",
                 "validFrom": iso(now - DAY_MS), "validUntil": iso(now + 365 * DAY_MS)}
-        wrapped = documents.wrap_batch([data], salt=self.salt)
+        wrapped = wrapping.wrap_batch([data], salt=self.salt)
         result = self.ok(self.certifier.key, "trace.anchor_certificate", {
             "merkle_root": wrapped[0].merkle_root, "type": cert_type,
             "subject": {"kind": "product", "id": GTIN}, "scope": "*",

@@ -9,8 +9,8 @@ import pytest
 
 from services.ledger.core.execution import BlockExecution
 from services.sdk import httpsig
-from services.trace import documents, identifiers
-from services.trace.contract import item_key
+from services.trace import certificate_schema, documents, identifiers, wrapping
+from services.trace.items import item_key
 from tests.ledger.core.conftest import event_types, rejected_codes
 from tests.trace.scenario import DAY_MS, GTIN, Scenario, build, gln, sgtin
 
@@ -46,10 +46,10 @@ def test_certificate_issue_verify_and_revoke(s: Scenario) -> None:
     now = s.chain.time
     assert documents.verify(wrapped[0], anchor=anchor, issuer=issuer, now_ms=now).valid
     # selective disclosure keeps it valid
-    hidden = documents.obfuscate(wrapped[0], ["id"])
+    hidden = wrapping.obfuscate(wrapped[0], ["id"])
     assert documents.verify(hidden, anchor=anchor, issuer=issuer, now_ms=now).valid
     # a forged value breaks integrity only
-    forged = documents.WrappedDocument.from_json(json.loads(json.dumps(
+    forged = wrapping.WrappedDocument.from_json(json.loads(json.dumps(
         wrapped[0].to_json()).replace(":string:cert-1", ":string:cert-2")))
     report = documents.verify(forged, anchor=anchor, issuer=issuer, now_ms=now)
     assert not report.integrity.ok and report.status.ok and report.issuer.ok
@@ -64,8 +64,9 @@ def test_certificate_issue_verify_and_revoke(s: Scenario) -> None:
 
 
 def test_only_accredited_bodies_issue(s: Scenario) -> None:
-    wrapped = documents.wrap_batch([{"$template": {"type": documents.CERTIFICATE_TEMPLATE},
-                                     "id": "x", "type": "CE"}], salt=s.salt)
+    template = {"type": certificate_schema.CERTIFICATE_TEMPLATE}
+    wrapped = wrapping.wrap_batch([{"$template": template, "id": "x", "type": "CE"}],
+                                  salt=s.salt)
     payload = {"merkle_root": wrapped[0].merkle_root, "type": "CE",
                "subject": {"kind": "product", "id": GTIN}, "scope": "*",
                "valid_from": 0, "valid_until": s.chain.time + DAY_MS}
@@ -271,9 +272,10 @@ def test_bad_rules_are_refused(s: Scenario) -> None:
 def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
     """The CloudEvents data partners receive is described exactly (AsyncAPI): every
     event the scenario makes the contract emit validates against its registered model."""
-    import services.gateway.trace  # noqa: F401  (registers the schemas)
-    from services.gateway.event_schemas import EVENT_SCHEMAS, validate_data
+    from services.composition import event_catalogue
 
+    catalogue = event_catalogue()
+    validate_data = catalogue.validate
     emitted: set[str] = set()
     original = s.chain.block
 
@@ -314,7 +316,7 @@ def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
     s.scan(s.second_retailer.key, "9902", "FR")
     accreditation = s.chain.get("trace/accreditation/cert-body")["accreditations"][0]["id"]
     s.ok(s.operator, "trace.revoke_accreditation", {"org": "cert-body", "id": accreditation})
-    trace_types = {t for t in EVENT_SCHEMAS if t.startswith("trace.")}
+    trace_types = {t for t in catalogue.types() if t.startswith("trace.")}
     assert trace_types == emitted, trace_types - emitted
 
 
@@ -337,12 +339,12 @@ def test_any_contract_exception_rejects_the_transaction_instead_of_stopping(
         s: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     from decimal import InvalidOperation
 
-    from services.trace import contract
+    from services.trace import agreements
 
     def broken(*_: object) -> None:
         raise InvalidOperation("a contract bug")
 
-    monkeypatch.setattr(contract, "_check_rule", broken)
+    monkeypatch.setattr(agreements, "check_rule", broken)
     assert s.code(s.maker.key, "trace.propose_agreement", {
         "id": "bug", "counterparty": "rail-carrier", "responsible": "rail-carrier",
         "epcs": [sgtin("1")], "rules": [{"type": "deadline"}],

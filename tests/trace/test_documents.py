@@ -1,5 +1,6 @@
-"""Verifiable certificates (services/trace/documents.py): wrap, unwrap, selective
-disclosure, integrity, status and issuer checks.
+"""Verifiable certificates (services/trace/wrapping.py and services/trace/documents.py):
+wrap, unwrap, selective disclosure, integrity, status and issuer checks. The
+certificate schema and its RFC 3339 times are tests/trace/test_certificate_schema.py's.
 
 The module is cross-checked against a second, deliberately naive implementation
 written here from the module's specification (``ref_*``: recursive flattening,
@@ -19,7 +20,6 @@ import itertools
 import json
 import string
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,62 +29,25 @@ from hypothesis import strategies as st
 
 from services.ledger.core import merkle
 from services.ledger.core.encoding import INT_MAX, INT_MIN
-from services.trace import documents as docs
-from services.trace.documents import (
-    AnchorRecord,
+from services.trace import documents, wrapping
+from services.trace.certificate_schema import check_certificate_data
+from services.trace.documents import AnchorRecord, IssuerRecord, verify
+from services.trace.wrapping import (
+    CheckResult,
     DocumentError,
-    IssuerRecord,
     WrappedDocument,
-    check_certificate_data,
     obfuscate,
-    rfc3339_to_ms,
     unwrap,
-    verify,
     verify_integrity,
     wrap,
     wrap_batch,
 )
+from tests.trace.certificate_samples import certificate, counter_salt, ms, salt_number
 
 VECTORS_PATH = Path(__file__).parent / "vectors" / "documents.json"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def salt_number(n: int) -> str:
-    """The n-th deterministic test salt: UUID-shaped, unique, not random."""
-    return f"{n:08x}-0000-4000-8000-{n:012x}"
-
-
-def counter_salt(start: int = 0) -> Callable[[], str]:
-    counter = itertools.count(start)
-    return lambda: salt_number(next(counter))
-
-
-def ms(text: str) -> int:
-    return rfc3339_to_ms(text)
-
-
-def certificate(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "$template": {"type": "ecosphere.certificate/v1", "name": "CE_DOC"},
-        "id": "CE-2025-0042",
-        "type": "CE",
-        "issuer": {"id": "tuv-sud", "name": "TÜV SÜD Product Service"},
-        "subject": {"kind": "product", "id": "4006381333931", "name": "Desk lamp L-200"},
-        "scope": "EA-19/LVD",
-        "validFrom": "2025-01-01T00:00:00Z",
-        "validUntil": "2028-01-01T00:00:00+01:00",
-        "attachments": [
-            {"filename": "report.pdf", "type": "application/pdf", "sha256": "ab" * 32},
-            {"filename": "photo.jpg", "type": "image/jpeg"},
-        ],
-        "standards": ["EN 60598-1:2015", "EN 62471:2008"],
-        "ratedPowerW": 12,
-        "priceEur": "19.90",
-    }
-    data.update(changes)
-    return data
 
 
 T_ANCHOR = ms("2025-02-01T08:00:00Z")
@@ -649,7 +612,7 @@ def test_a_phantom_document_of_two_tree_nodes_does_not_verify() -> None:
     wrapped = wrap_batch([{"n": i} for i in range(4)], salt=counter_salt())
     leaves = [merkle.leaf_hash(bytes.fromhex(w.target_hash)) for w in wrapped]
     left, right = leaves[0], leaves[1]
-    phantom = {"version": docs.VERSION, "data": {},
+    phantom = {"version": wrapping.VERSION, "data": {},
                "signature": {"type": "SHA256MerkleProof",
                              "targetHash": ref_target([left.hex(), right.hex()]),
                              "proof": [merkle.node_hash(leaves[2], leaves[3]).hex()],
@@ -754,7 +717,7 @@ def test_verify_integrity_never_raises_on_a_corrupted_field(name: str, value: An
         if name in obj:
             obj[name] = value
     result = verify_integrity(document)
-    assert result.code in docs.INTEGRITY_CODES
+    assert result.code in wrapping.INTEGRITY_CODES
     verification = verify(document, anchor=None, issuer=None, now_ms=NOW)
     assert not verification.valid
 
@@ -800,7 +763,7 @@ def test_wrapped_document_checks_its_shape() -> None:
 # --------------------------------------------------------------------------- status
 
 
-def status_of(document: Any, anchor: AnchorRecord | None, now: int = NOW) -> docs.CheckResult:
+def status_of(document: Any, anchor: AnchorRecord | None, now: int = NOW) -> CheckResult:
     return verify(document, anchor=anchor, issuer=issuer_for(), now_ms=now).status
 
 
@@ -894,7 +857,7 @@ def test_malformed_document_fails_every_check() -> None:
 
 
 def issuer_check(document: WrappedDocument, issuer: IssuerRecord | None,
-                 anchor: AnchorRecord | None = None) -> docs.CheckResult:
+                 anchor: AnchorRecord | None = None) -> CheckResult:
     anchor = anchor_for(document) if anchor is None else anchor
     return verify(document, anchor=anchor, issuer=issuer, now_ms=NOW).issuer
 
@@ -1042,9 +1005,9 @@ def test_every_code_is_reachable() -> None:
             issuer_check(wrapped_certificate(scope=7), issuer_for()).code,
         },
     }
-    assert produced["integrity"] == docs.INTEGRITY_CODES
-    assert produced["status"] == docs.STATUS_CODES
-    assert produced["issuer"] == docs.ISSUER_CODES
+    assert produced["integrity"] == wrapping.INTEGRITY_CODES
+    assert produced["status"] == documents.STATUS_CODES
+    assert produced["issuer"] == documents.ISSUER_CODES
 
 
 # --------------------------------------------------------------------------- state records
@@ -1098,118 +1061,6 @@ def test_issuer_record_refuses_bad_state(changes: dict[str, Any]) -> None:
     with pytest.raises(DocumentError) as info:
         IssuerRecord.from_state(issuer_state(**changes))
     assert info.value.code == "bad_record"
-
-
-# --------------------------------------------------------------------------- certificate schema
-
-
-def test_certificate_data_is_checked() -> None:
-    check_certificate_data(certificate())
-    check_certificate_data({k: v for k, v in certificate().items() if k != "attachments"})
-    check_certificate_data(certificate(subject={"kind": "batch", "id": "LOT 7"}))
-    check_certificate_data(certificate(subject={"kind": "organisation", "id": "cqc"}))
-    check_certificate_data(certificate(subject={"kind": "product", "id": "96385074"}))
-
-
-def without(key: str) -> dict[str, Any]:
-    return {k: v for k, v in certificate().items() if k != key}
-
-
-@pytest.mark.parametrize(("data", "code"), [
-    ([], "not_object"),
-    (certificate(priceEur=19.9), "float_not_allowed"),
-    (certificate(**{"a.b": 1}), "bad_key"),
-    (without("$template"), "missing_field"),
-    (certificate(**{"$template": {"type": "https://schema.openattestation.com/2.0"}}),
-     "bad_template"),
-    (certificate(**{"$template": "ecosphere.certificate/v1"}), "bad_template"),
-    (without("id"), "missing_field"),
-    (certificate(id=""), "bad_field"),
-    (certificate(id="x" * 129), "bad_field"),
-    (certificate(id="a\nb"), "bad_field"),
-    (certificate(type="ce"), "unknown_certificate_type"),
-    (certificate(type=["CE"]), "unknown_certificate_type"),
-    (without("issuer"), "missing_field"),
-    (certificate(issuer="tuv-sud"), "bad_field"),
-    (certificate(issuer={"id": "TÜV", "name": "x"}), "bad_field"),
-    (certificate(issuer={"id": "tuv-sud"}), "bad_field"),
-    (without("subject"), "missing_field"),
-    (certificate(subject={"kind": "product", "id": "4006381333932"}), "bad_subject"),
-    (certificate(subject={"kind": "product", "id": "40063813339"}), "bad_subject"),
-    (certificate(subject={"kind": "shipment", "id": "x"}), "bad_subject"),
-    (certificate(subject={"kind": "batch", "id": ""}), "bad_subject"),
-    (certificate(subject={"kind": "batch", "id": 7}), "bad_subject"),
-    (certificate(subject={"kind": "organisation", "id": "Shenzhen Lighting"}), "bad_subject"),
-    (certificate(subject={"kind": "batch", "id": "L1", "owner": "x"}), "bad_subject"),
-    (certificate(subject=["product"]), "bad_subject"),
-    (without("scope"), "missing_field"),
-    (certificate(scope=" "), "bad_field"),
-    (without("validFrom"), "missing_field"),
-    (without("validUntil"), "missing_field"),
-    (certificate(validFrom="2025-01-01"), "bad_validity"),
-    (certificate(validUntil="2024-12-31T23:59:59Z"), "bad_validity"),
-    (certificate(validUntil="2025-01-01T00:00:00Z"), "bad_validity"),
-    (certificate(attachments={"filename": "a"}), "bad_attachments"),
-    (certificate(attachments=["a.pdf"]), "bad_attachments"),
-    (certificate(attachments=[{"filename": "a.pdf"}]), "bad_attachments"),
-])
-def test_certificate_data_codes(data: Any, code: str) -> None:
-    with pytest.raises(DocumentError) as info:
-        check_certificate_data(data)
-    assert info.value.code == code, info.value
-
-
-# --------------------------------------------------------------------------- RFC 3339
-
-
-@SETTINGS
-@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
-       st.integers(-23 * 60 - 59, 23 * 60 + 59), st.sampled_from([0, 1, 3, 6, 9]))
-def test_rfc3339_agrees_with_datetime(moment: datetime, offset_minutes: int,
-                                      digits: int) -> None:
-    zone = timedelta(minutes=offset_minutes)
-    sign = "-" if offset_minutes < 0 else "+"
-    hours, minutes = divmod(abs(offset_minutes), 60)
-    fraction = f"{moment.microsecond:06d}000"[:digits]
-    text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-            f"{moment.minute:02d}:{moment.second:02d}" + (f".{fraction}" if digits else "")
-            + f"{sign}{hours:02d}:{minutes:02d}")
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    aware = moment.replace(microsecond=0, tzinfo=UTC) - zone
-    expected = (aware - epoch) // timedelta(milliseconds=1)
-    if digits:
-        expected += int((fraction + "00")[:3])
-    assert rfc3339_to_ms(text) == expected
-
-
-@SETTINGS
-@given(st.integers(rfc3339_to_ms("0000-01-01T00:00:00Z"),
-                   rfc3339_to_ms("9999-12-31T23:59:59.999Z")))
-def test_ms_to_rfc3339_round_trips(value: int) -> None:
-    assert rfc3339_to_ms(docs.ms_to_rfc3339(value)) == value
-
-
-def test_rfc3339_examples() -> None:
-    assert rfc3339_to_ms("1970-01-01T00:00:00Z") == 0
-    assert rfc3339_to_ms("1970-01-01t08:00:00.5+08:00") == 500
-    assert rfc3339_to_ms("1969-12-31T23:59:59.999Z") == -1
-    assert rfc3339_to_ms("2024-02-29T12:00:00-00:00") == ms("2024-02-29T12:00:00Z")
-    assert docs.ms_to_rfc3339(0) == "1970-01-01T00:00:00.000Z"
-    with pytest.raises(DocumentError):
-        docs.ms_to_rfc3339(rfc3339_to_ms("9999-12-31T23:59:59.999Z") + 1)
-
-
-@pytest.mark.parametrize("text", [
-    "2025-01-01", "2025-01-01T00:00:00", "2025-01-01 00:00:00Z", "20250101T000000Z",
-    "2025-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2025-01-32T00:00:00Z",
-    "2025-01-01T24:00:00Z", "2025-01-01T00:60:00Z", "2016-12-31T23:59:60Z",
-    "2025-01-01T00:00:00+24:00", "2025-01-01T00:00:00+01:60", "2025-01-01T00:00:00.Z",
-    "2025-01-01T00:00:00.1234567890Z", "２０２５-01-01T00:00:00Z", 20250101, None,
-])
-def test_rfc3339_refuses(text: Any) -> None:
-    with pytest.raises(DocumentError) as info:
-        rfc3339_to_ms(text)
-    assert info.value.code == "bad_time"
 
 
 if __name__ == "__main__":  # regenerate the vector (only for an intended format change)

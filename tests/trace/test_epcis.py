@@ -1,4 +1,5 @@
-"""EPCIS 2.0 event validation: the five event types, CBV vocabularies, every error code."""
+"""EPCIS 2.0 event validation (services/trace/epcis.py, epcis_values.py and
+epcis_fields.py): the five event types, CBV vocabularies, every error code."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.trace import epcis
-from services.trace.epcis import EpcisError
+from services.trace import epcis, epcis_values
+from services.trace.epcis_values import EpcisError
 
 SGTIN = "urn:epc:id:sgtin:0614141.107346.2018"
 SGTIN_DL = "https://id.gs1.org/01/10614141073464/21/2018"
@@ -111,7 +112,7 @@ def test_private_vocabulary() -> None:
         with pytest.raises(EpcisError) as err:
             epcis.validate_event(object_event(bizStep=bad))
         assert err.value.code == "unknown_bizstep"
-    assert epcis.normalize_vocabulary("cbv:BTT-po", "btt") == "po"
+    assert epcis_values.normalize_vocabulary("cbv:BTT-po", "btt") == "po"
 
 
 def test_helpers() -> None:
@@ -133,13 +134,13 @@ def test_helpers() -> None:
 
 
 def test_parse_time() -> None:
-    assert epcis.parse_time("1970-01-01T00:00:00Z") == 0
-    assert epcis.parse_time("1970-01-01T01:00:00.0015+01:00") == 2
-    assert epcis.parse_time("2024-03-01T08:00:00.000Z") == 1_709_280_000_000
-    assert epcis.format_time(1_709_280_000_000) == "2024-03-01T08:00:00.000Z"
+    assert epcis_values.parse_time("1970-01-01T00:00:00Z") == 0
+    assert epcis_values.parse_time("1970-01-01T01:00:00.0015+01:00") == 2
+    assert epcis_values.parse_time("2024-03-01T08:00:00.000Z") == 1_709_280_000_000
+    assert epcis_values.format_time(1_709_280_000_000) == "2024-03-01T08:00:00.000Z"
     for bad in ("2024-03-01T08:00:00", "2024-13-01T00:00:00Z", 5, "x" * 100):
         with pytest.raises(EpcisError) as err:
-            epcis.parse_time(bad)
+            epcis_values.parse_time(bad)
         assert err.value.code == "bad_time"
 
 
@@ -317,7 +318,7 @@ json_values = st.recursive(
     | st.sampled_from([SGTIN, SGLN, LGTIN, "ADD", "shipping", "2024-01-01T00:00:00Z", "+01:00",
                        "Temperature", "4.5", "ObjectEvent", "ex:a"]),
     lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(sorted(epcis._FIELDS["ObjectEvent"]
+    | st.dictionaries(st.sampled_from(sorted(epcis.EVENT_FIELDS["ObjectEvent"]
                                              | {"sensorReport", "sensorMetadata", "id", "value",
                                                 "epcClass", "quantity", "source", "ex:a"})),
                       children, max_size=5),

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.trace import eventhash
+from services.trace import hashvalues
 from services.trace.identifiers import (
     CSET82,
     Giai,
@@ -95,7 +95,7 @@ def test_urn_and_digital_link_round_trip(urn: str, dl: str, expected: object) ->
     assert parsed.to_digital_link() == dl
     assert to_digital_link(urn) == dl
     # the event hash normaliser gives the same canonical Digital Link
-    assert eventhash.canonical_digital_link(urn) == dl
+    assert hashvalues.canonical_digital_link(urn) == dl
     back = parse_identifier(dl, company_prefix_length=parsed.company_prefix_length)
     assert back == parsed
     assert back.to_urn() == urn
@@ -202,7 +202,7 @@ def test_sgtin_round_trips(cpl: int, data: st.DataObject, serial: str) -> None:
     assert parse_identifier(urn).company_prefix_length == cpl
     assert parse_identifier(dl) == sgtin
     assert parse_identifier(dl, company_prefix_length=cpl).to_urn() == urn
-    assert eventhash.canonical_digital_link(urn) == dl
+    assert hashvalues.canonical_digital_link(urn) == dl
 
 
 @settings(max_examples=200, deadline=None)
@@ -212,13 +212,13 @@ def test_sgln_and_sscc_round_trips(cpl: int, data: st.DataObject, ext: str) -> N
     sgln = Sgln(body12 + check_digit(body12), ext, cpl)
     assert parse_identifier(sgln.to_urn()) == sgln
     assert parse_identifier(sgln.to_digital_link(), company_prefix_length=cpl) == sgln
-    assert eventhash.canonical_digital_link(sgln.to_urn()) == sgln.to_digital_link()
+    assert hashvalues.canonical_digital_link(sgln.to_urn()) == sgln.to_digital_link()
     body17 = data.draw(st.from_regex(r"[0-9]{17}", fullmatch=True))
     sscc = Sscc(body17 + check_digit(body17), cpl)
     assert parse_identifier(sscc.to_urn()) == sscc
     assert parse_identifier(sscc.to_digital_link(), company_prefix_length=cpl).to_urn() == \
         sscc.to_urn()
-    assert eventhash.canonical_digital_link(sscc.to_urn()) == sscc.to_digital_link()
+    assert hashvalues.canonical_digital_link(sscc.to_urn()) == sscc.to_digital_link()
 
 
 @settings(max_examples=300, deadline=None)

@@ -10,12 +10,12 @@ import pytest
 
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.errors import InvalidTransaction
-from services.trace.contract import (
+from services.trace.items import item_key
+from services.trace.scans import (
     CLONE_WINDOW_MS,
     SCANS_PER_BATCH_MAX,
     TAGS_PER_REGISTRATION_MAX,
     Scan,
-    item_key,
     judge_scan,
     tag_code,
 )

@@ -62,9 +62,9 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout, 
 from services.gateway.follower import FollowerLimits, FollowerLoop
 from services.gateway.views.schema import (
     BLOCKS,
+    PLATFORM_VIEWS,
     BlockContext,
     ViewSpec,
-    default_specs,
     ensure_indexes,
 )
 from services.ledger.core.contract import Event
@@ -153,8 +153,8 @@ class _Batch:
 
 
 class Projector:
-    """Projects ``store``'s committed blocks into the views ``specs`` (default: every
-    registered view) of ``db``.
+    """Projects ``store``'s committed blocks into the views ``specs`` of ``db`` (the
+    gateway passes the composition's; default: the platform's own).
 
     ``clock`` (seconds since the epoch) only feeds :attr:`lag_seconds`; ``rng`` only
     jitters retry delays. Use one projector per database: :meth:`step` and
@@ -168,7 +168,7 @@ class Projector:
                  rng: random.Random | None = None) -> None:
         self.store = store
         self.db = db
-        self.specs = tuple(default_specs() if specs is None else specs)
+        self.specs = tuple(PLATFORM_VIEWS if specs is None else specs)
         self.limits = limits or ProjectorLimits()
         self.stats = ProjectorStats()
         self.available = False

@@ -11,8 +11,8 @@ event's position), projecting a block twice gives the same documents: the
 views are idempotent and can always be rebuilt from the chain, which stays
 the only source of truth.
 
-Platform views (registered here; domain packages register theirs the same
-way with :func:`register`):
+Platform views (:data:`PLATFORM_VIEWS`; each domain declares its own in its
+edge, and the composition hands them to the gateway with these):
 
 ================  ============================  ==========================================
 collection        ``_id``                       fields
@@ -245,17 +245,14 @@ EVENTS_VIEW = ViewSpec(EVENTS, (
     IndexModel([("tx_hash", ASCENDING), ("pos", ASCENDING)]),
 ), project_events)
 
-#: The default registry: the platform views, then whatever domain packages register.
-DEFAULT_REGISTRY = Registry((BLOCKS_VIEW, TRANSACTIONS_VIEW, EVENTS_VIEW))
+#: The platform's own views (every chain has them); the composition adds each domain's
+#: (``services.composition.view_specs``): nothing registers itself by being imported.
+PLATFORM_VIEWS: tuple[ViewSpec, ...] = (BLOCKS_VIEW, TRANSACTIONS_VIEW, EVENTS_VIEW)
 
 
-def register(spec: ViewSpec, registry: Registry | None = None) -> ViewSpec:
-    """Add a view to ``registry`` (the default one if None); returns ``spec``."""
-    return (DEFAULT_REGISTRY if registry is None else registry).register(spec)
-
-
-def default_specs() -> tuple[ViewSpec, ...]:
-    return DEFAULT_REGISTRY.specs()
+def compose(*groups: Sequence[ViewSpec]) -> tuple[ViewSpec, ...]:
+    """The views of ``groups`` in order (projection order), names checked unique."""
+    return Registry(spec for group in groups for spec in group).specs()
 
 
 async def ensure_indexes(db: AsyncDatabase[dict[str, Any]],

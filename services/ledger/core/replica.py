@@ -595,7 +595,8 @@ class Replica:
             self._continue_sync(peer, out)
 
     def _request_sync(self, peer: str, out: list[Action]) -> None:
-        assert self.key is not None
+        if self.key is None:
+            raise InvariantViolation("a keyless observer was asked to sign")
         self._sync_outstanding = peer
         self._sync_seq += 1
         body = {"from_height": self.tip.height + 1,
@@ -613,7 +614,8 @@ class Replica:
 
     def sync_response(self, blocks: list[tuple[Block, CommitCertificate]]) -> bytes:
         """The bytes answering a sync request (the host reads the blocks from its store)."""
-        assert self.key is not None
+        if self.key is None:
+            raise InvariantViolation("a keyless observer was asked to sign")
         body = b'{"blocks":[' + b",".join(
             b'{"block":' + b.wire_bytes + b',"certificate":' + encode_unchecked(c.to_wire())
             + b"}" for b, c in blocks) + b"]}"
@@ -737,7 +739,8 @@ class Replica:
         self._pending_rejections = []
 
     def _broadcast_consensus(self, msg: Proposal | Vote) -> Broadcast:
-        assert self.key is not None
+        if self.key is None:
+            raise InvariantViolation("a keyless observer was asked to sign")
         if isinstance(msg, Vote):
             return Broadcast(seal(self.key, self.chain_id, "vote", msg.to_wire()), "vote")
         return Broadcast(seal(self.key, self.chain_id, "compact_proposal", msg.compact_wire()),

@@ -15,23 +15,22 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aio_pika
 import pytest
+import pytest_asyncio
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
 from services.composition import COMPOSITIONS
 from services.gateway import events as ev
 from services.gateway.event_schemas import (
-    EVENT_SCHEMAS,
+    PLATFORM_EVENTS,
     CloudEventEnvelope,
-    register,
-    validate_data,
+    EventCatalogue,
 )
 from services.ledger.core.blocks import Block, BlockHeader, events_root, tx_root
 from services.ledger.core.contract import Event
@@ -61,8 +60,9 @@ def sim_store() -> MemoryStore:
     return store
 
 
-# The platform contracts' events; the trace domain registers its own (tests/trace).
-PLATFORM_TYPES = {t for t in EVENT_SCHEMAS if t.split(".")[0] in ("consortium", "notary")}
+# The platform contracts' events; the trace domain's are checked in tests/trace.
+PLATFORM_TYPES = set(PLATFORM_EVENTS.types())
+validate_data = PLATFORM_EVENTS.validate
 
 def all_events(store: ev.EventSource) -> list[tuple[int, Event, Block]]:
     out: list[tuple[int, Event, Block]] = []
@@ -188,29 +188,18 @@ def test_data_schema_rejects_drift():
         validate_data("notary.document.shredded", good)
 
 
-def test_register_checks_names_and_conflicts():
-    model = EVENT_SCHEMAS["notary.document.anchored"]
-    register("notary.document.anchored", model, subject="digest")  # idempotent
+def test_the_catalogue_checks_names_and_conflicts():
+    model = PLATFORM_EVENTS.models["notary.document.anchored"]
     for name in ("Notary.document.anchored", "notary.anchored", "notary.document.anchored.x"):
         with pytest.raises(ValueError):
-            register(name, model)
+            EventCatalogue([(name, model, None)])
+    with pytest.raises(ValueError):  # a type declared twice
+        PLATFORM_EVENTS.extended([("notary.document.anchored", model, "digest")])
+    with pytest.raises(ValueError):  # one model name per type
+        PLATFORM_EVENTS.extended([("notary.document.copied", model, None)])
     with pytest.raises(ValueError):
-        register("notary.document.anchored", EVENT_SCHEMAS["consortium.key.added"])
-    with pytest.raises(ValueError):
-        register("notary.document.copied", model)  # one model name per type
-    with pytest.raises(ValueError):
-        register("notary.document.anchored", model, subject="nope")
-
-
-# --- one event -----------------------------------------------------------------------------
-
-def test_block_time_is_exact_and_rfc3339():
-    assert ev.block_time(0) == datetime(1970, 1, 1, tzinfo=UTC)
-    moment = ev.block_time(1_767_225_600_446)
-    assert moment == datetime(2026, 1, 1, 0, 0, 0, 446_000, tzinfo=UTC)
-    assert ev.rfc3339(moment) == "2026-01-01T00:00:00.446Z"
-    assert ev.rfc3339(ev.block_time(1_767_225_600_000)) == "2026-01-01T00:00:00.000Z"
-    assert ev.rfc3339(ev.block_time(1)) == "1970-01-01T00:00:00.001Z"
+        EventCatalogue([("notary.document.anchored", model, "nope")])
+    assert "notary.document.anchored" not in EventCatalogue()  # nothing registers itself
 
 
 def test_transaction_event_as_cloudevent(sim_store):
@@ -458,28 +447,26 @@ def test_checkpoint_round_trip(tmp_path):
         ev.read_checkpoint(path)
 
 
-def test_publisher_refuses_another_chains_checkpoint(tmp_path, sim_store):
+@pytest.mark.asyncio
+async def test_publisher_refuses_another_chains_checkpoint(tmp_path, sim_store):
     path = tmp_path / "events.checkpoint"
     ev.write_checkpoint(path, ev.Checkpoint(5, "00" * 32))
     publisher = ev.EventPublisher(sim_store, url="amqp://guest:guest@127.0.0.1:1/",
                                   checkpoint_path=path)
     with pytest.raises(ev.CheckpointMismatch):
-        asyncio.run(publisher.run(asyncio.Event()))
+        await publisher.run(asyncio.Event())
 
 
-def test_publisher_without_broker_backs_off_and_stops(tmp_path, sim_store):
+@pytest.mark.asyncio
+async def test_publisher_without_broker_backs_off_and_stops(tmp_path, sim_store):
     publisher = ev.EventPublisher(sim_store, url="amqp://guest:guest@127.0.0.1:1/",
                                   checkpoint_path=tmp_path / "cp", reconnect_backoff_s=0.01,
                                   reconnect_backoff_max_s=0.05)
-
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(publisher.run(stop))
-        await asyncio.sleep(0.3)
-        stop.set()
-        await asyncio.wait_for(task, 5)
-
-    asyncio.run(scenario())
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 5)
     assert not publisher.stats.connected
     assert publisher.stats.published == 0
     assert publisher.stats.lag_blocks == sim_store.height()
@@ -511,7 +498,9 @@ class FlakyExchange:
 
 
 @pytest.mark.parametrize("lost", [True, False], ids=["connection-lost", "one-nack"])
-def test_failed_publish_keeps_the_checkpoint_and_publishes_again(tmp_path, sim_store, lost):
+@pytest.mark.asyncio
+async def test_failed_publish_keeps_the_checkpoint_and_publishes_again(tmp_path, sim_store,
+                                                                       lost):
     """At least once: a failure stops the pass; the next starts after the confirmed height."""
     path = tmp_path / "cp"
     publisher = ev.EventPublisher(sim_store, url="unused", checkpoint_path=path,
@@ -522,26 +511,23 @@ def test_failed_publish_keeps_the_checkpoint_and_publishes_again(tmp_path, sim_s
     chain_order = expected_ids(sim_store)
     failed_id = chain_order[19]
 
-    async def passes() -> list[ev.CloudEvent]:
-        with pytest.raises(ev.PublishFailed):
-            await publisher.publish_pending()
-        failed_at = ev.read_checkpoint(path).height
-        first = [ev.from_amqp(m) for _, m in flaky.published]
-        assert failed_id not in {e.get_id() for e in first}
-        # the checkpoint stays below the failed event's height, above everything confirmed
-        failed_height = next(h for h, e, b in all_events(sim_store)
-                             if ev.event_id(e, b) == failed_id)
-        assert 0 < failed_at < failed_height
-        assert set(expected_ids(sim_store)[:19]) <= {e.get_id() for e in first}
-        for routing_key, message in flaky.published:
-            assert routing_key == message.type
-        publisher._exchange = good = FlakyExchange()  # type: ignore[assignment]
-        assert await publisher.publish_pending() == sim_store.height()
-        again = [ev.from_amqp(m) for _, m in good.published]
-        assert [e.get_id() for e in again] == expected_ids(sim_store, failed_at + 1)
-        return first + again
-
-    received = asyncio.run(passes())
+    with pytest.raises(ev.PublishFailed):
+        await publisher.publish_pending()
+    failed_at = ev.read_checkpoint(path).height
+    first = [ev.from_amqp(m) for _, m in flaky.published]
+    assert failed_id not in {e.get_id() for e in first}
+    # the checkpoint stays below the failed event's height, above everything confirmed
+    failed_height = next(h for h, e, b in all_events(sim_store)
+                         if ev.event_id(e, b) == failed_id)
+    assert 0 < failed_at < failed_height
+    assert set(expected_ids(sim_store)[:19]) <= {e.get_id() for e in first}
+    for routing_key, message in flaky.published:
+        assert routing_key == message.type
+    publisher._exchange = good = FlakyExchange()  # type: ignore[assignment]
+    assert await publisher.publish_pending() == sim_store.height()
+    again = [ev.from_amqp(m) for _, m in good.published]
+    assert [e.get_id() for e in again] == expected_ids(sim_store, failed_at + 1)
+    received = first + again
     assert ev.read_checkpoint(path).height == sim_store.height()
     assert publisher.stats.failed == (flaky.calls - 19 if lost else 1)
     assert publisher.stats.lag_blocks == 0
@@ -565,9 +551,9 @@ def test_failed_publish_keeps_the_checkpoint_and_publishes_again(tmp_path, sim_s
 
 # --- against the real RabbitMQ -------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def broker_url() -> str:
-    if not asyncio.run(broker_answers(AMQP_URL)):
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def broker_url() -> str:
+    if not await broker_answers(AMQP_URL):
         if os.environ.get("CI") == "true":
             pytest.fail(f"no AMQP broker at {AMQP_URL}: CI must run the events integration test")
         pytest.skip(f"no AMQP broker at {AMQP_URL} (start one: rabbitmq-server -detached)")
@@ -617,32 +603,14 @@ async def drain(queue: aio_pika.abc.AbstractQueue, count: int,
 
 
 @pytest.mark.functional
-def test_publisher_over_rabbitmq_at_least_once_in_order(broker_url, sim_store, tmp_path: Path):
+@pytest.mark.asyncio
+async def test_publisher_over_rabbitmq_at_least_once_in_order(broker_url, sim_store,
+                                                              tmp_path: Path):
     topology = Topology(f"test-events-{uuid.uuid4().hex[:12]}")
     notary_ids = [ev.event_id(e, b) for _, e, b in all_events(sim_store)
                   if e.type.startswith("notary.")]
     assert len(notary_ids) == 40
     checkpoint = tmp_path / "events.checkpoint"
-
-    async def scenario() -> None:
-        connection = await aio_pika.connect(broker_url)
-        try:
-            channel = await connection.channel()
-            exchange = await channel.declare_exchange(topology.events,
-                                                      aio_pika.ExchangeType.TOPIC, durable=True)
-            notary = await channel.declare_queue(f"{topology.prefix}.partner.notary",
-                                                 auto_delete=False)
-            await notary.bind(exchange, routing_key="notary.#")
-            others = await channel.declare_queue(f"{topology.prefix}.partner.consortium")
-            await others.bind(exchange, routing_key="consortium.#")
-            try:
-                await run_publisher(notary, others)
-            finally:
-                await notary.delete(if_unused=False, if_empty=False)
-                await others.delete(if_unused=False, if_empty=False)
-                await channel.exchange_delete(topology.events)
-        finally:
-            await connection.close()
 
     async def run_publisher(notary: aio_pika.abc.AbstractQueue,
                             others: aio_pika.abc.AbstractQueue) -> None:
@@ -711,7 +679,24 @@ def test_publisher_over_rabbitmq_at_least_once_in_order(broker_url, sim_store, t
         assert list(seen) == notary_ids
         assert len(events) + len(duplicates) > len(seen)
 
-    asyncio.run(scenario())
+    connection = await aio_pika.connect(broker_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(topology.events,
+                                                  aio_pika.ExchangeType.TOPIC, durable=True)
+        notary = await channel.declare_queue(f"{topology.prefix}.partner.notary",
+                                             auto_delete=False)
+        await notary.bind(exchange, routing_key="notary.#")
+        others = await channel.declare_queue(f"{topology.prefix}.partner.consortium")
+        await others.bind(exchange, routing_key="consortium.#")
+        try:
+            await run_publisher(notary, others)
+        finally:
+            await notary.delete(if_unused=False, if_empty=False)
+            await others.delete(if_unused=False, if_empty=False)
+            await channel.exchange_delete(topology.events)
+    finally:
+        await connection.close()
 
 
 def close_connection_named(name: str) -> int:
@@ -730,28 +715,13 @@ def close_connection_named(name: str) -> int:
 
 
 @pytest.mark.functional
-def test_publisher_survives_a_dropped_connection(broker_url, sim_store, tmp_path: Path):
+@pytest.mark.asyncio
+async def test_publisher_survives_a_dropped_connection(broker_url, sim_store, tmp_path: Path):
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not installed: cannot drop a connection broker-side")
     topology = Topology(f"test-events-{uuid.uuid4().hex[:12]}")
     notary_ids = [ev.event_id(e, b) for _, e, b in all_events(sim_store)
                   if e.type.startswith("notary.")]
-
-    async def scenario() -> None:
-        connection = await aio_pika.connect(broker_url)
-        try:
-            channel = await connection.channel()
-            exchange = await channel.declare_exchange(topology.events,
-                                                      aio_pika.ExchangeType.TOPIC, durable=True)
-            queue = await channel.declare_queue(f"{topology.prefix}.partner", auto_delete=False)
-            await queue.bind(exchange, routing_key="notary.#")
-            try:
-                await drop_and_resume(queue)
-            finally:
-                await queue.delete(if_unused=False, if_empty=False)
-                await channel.exchange_delete(topology.events)
-        finally:
-            await connection.close()
 
     async def drop_and_resume(queue: aio_pika.abc.AbstractQueue) -> None:
         store = GrowingStore(sim_store, visible=15)
@@ -787,11 +757,25 @@ def test_publisher_survives_a_dropped_connection(broker_url, sim_store, tmp_path
                                                            e.get_extension("eventindex")))
         assert [e.get_id() for e in by_position] == notary_ids
 
-    asyncio.run(scenario())
+    connection = await aio_pika.connect(broker_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(topology.events,
+                                                  aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(f"{topology.prefix}.partner", auto_delete=False)
+        await queue.bind(exchange, routing_key="notary.#")
+        try:
+            await drop_and_resume(queue)
+        finally:
+            await queue.delete(if_unused=False, if_empty=False)
+            await channel.exchange_delete(topology.events)
+    finally:
+        await connection.close()
 
 
-def test_a_checkpoint_beyond_the_store_is_checked_once_the_store_gets_there(tmp_path,
-                                                                           sim_store):
+@pytest.mark.asyncio
+async def test_a_checkpoint_beyond_the_store_is_checked_once_the_store_gets_there(tmp_path,
+                                                                                 sim_store):
     """Found in review: a foreign checkpoint above a (still catching up) store was taken
     on trust, and this chain's events up to its height were never published."""
 
@@ -816,10 +800,10 @@ def test_a_checkpoint_beyond_the_store_is_checked_once_the_store_gets_there(tmp_
                                   checkpoint_path=path)
     publisher.load_checkpoint()  # nothing to compare with yet
     publisher._exchange = object()  # type: ignore[assignment]  # never used: it stops first
-    assert asyncio.run(publisher.publish_pending()) == 5
+    assert await publisher.publish_pending() == 5
     store.upto = 5
     with pytest.raises(ev.CheckpointMismatch):
-        asyncio.run(publisher.publish_pending())
+        await publisher.publish_pending()
     good = ev.Checkpoint(5, sim_store.block(5).block.hash.hex())
     ev.write_checkpoint(path, good)
     publisher.load_checkpoint()

@@ -9,7 +9,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.gateway.views.projector import CHECKPOINT_COLLECTION
-from services.gateway.views.schema import default_specs
+from services.gateway.views.schema import PLATFORM_VIEWS
 from services.ledger.core.blocks import Block, BlockHeader
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.contract import Event
@@ -109,7 +109,7 @@ async def dump(db: AsyncDatabase[dict[str, Any]],
                names: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every document of the views (and the checkpoint), sorted by ``_id``."""
     if names is None:
-        names = [*(s.name for s in default_specs()), CHECKPOINT_COLLECTION]
+        names = [*(s.name for s in PLATFORM_VIEWS), CHECKPOINT_COLLECTION]
     out = {}
     for name in names:
         docs = await db[name].find({}).to_list()

@@ -26,13 +26,13 @@ from services.gateway.views.projector import (
 from services.gateway.views.schema import (
     BLOCKS,
     EVENTS,
+    PLATFORM_VIEWS,
     POS_STRIDE,
     TRANSACTIONS,
     BlockContext,
     Registry,
     ViewSpec,
     Write,
-    default_specs,
     project_events,
 )
 from services.ledger.core.contract import Event
@@ -42,16 +42,14 @@ from . import ListStore, Upto, chain_events, chain_txs, dump, notary_chain, sign
 FAST = ProjectorLimits(poll_interval_s=0.05, retry_backoff_s=0.02, retry_backoff_max_s=0.1)
 
 
-def test_projects_a_whole_chain_with_every_field(mongo):
+@pytest.mark.asyncio
+async def test_projects_a_whole_chain_with_every_field(mongo_db):
     store = notary_chain()
     tip = store.height()
 
-    async def body(db):
-        projector = Projector(store, db)
-        assert await projector.catch_up() == tip
-        return projector, await dump(db)
-
-    projector, views = mongo.run(body)
+    projector = Projector(store, mongo_db)
+    assert await projector.catch_up() == tip
+    views = await dump(mongo_db)
     txs, events = chain_txs(store), chain_events(store)
     assert len(txs) == 60 and len(events) == 60
     assert len(views[BLOCKS]) == tip
@@ -100,96 +98,87 @@ def test_projects_a_whole_chain_with_every_field(mongo):
         }
 
 
-def test_projection_is_idempotent(mongo):
+@pytest.mark.asyncio
+async def test_projection_is_idempotent(mongo_db):
     store = notary_chain()
     tip = store.height()
 
-    async def body(db):
-        projector = Projector(store, db, limits=ProjectorLimits(batch_blocks_max=7))
-        await projector.catch_up()
-        first = await dump(db)
-        # A second projector over the same views has nothing to do.
-        assert await Projector(store, db).catch_up() == 0
-        # Re-project a range, then everything, after resetting the checkpoint.
-        dumps = []
-        for reset in (tip // 2, 0):
-            await db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID},
-                                                        {"height": reset})
-            assert await projector.catch_up() == tip - reset
-            dumps.append(await dump(db))
-        return first, dumps, projector.stats
-
-    first, dumps, stats = mongo.run(body)
+    projector = Projector(store, mongo_db, limits=ProjectorLimits(batch_blocks_max=7))
+    await projector.catch_up()
+    first = await dump(mongo_db)
+    # A second projector over the same views has nothing to do.
+    assert await Projector(store, mongo_db).catch_up() == 0
+    # Re-project a range, then everything, after resetting the checkpoint.
+    dumps = []
+    for reset in (tip // 2, 0):
+        await mongo_db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID},
+                                                          {"height": reset})
+        assert await projector.catch_up() == tip - reset
+        dumps.append(await dump(mongo_db))
     assert all(d == first for d in dumps)
-    assert stats.blocks_projected == tip + tip - tip // 2 + tip
+    assert projector.stats.blocks_projected == tip + tip - tip // 2 + tip
 
 
-def test_checkpoint_advances_by_height_and_a_restart_continues_from_it(mongo):
+@pytest.mark.asyncio
+async def test_checkpoint_advances_by_height_and_a_restart_continues_from_it(mongo_db):
     store = notary_chain()
     chain = Upto(store, 12)
     limits = ProjectorLimits(batch_blocks_max=5)
 
-    async def body(db):
-        projector = Projector(chain, db, limits=limits)
-        seen = [await projector.step() for _ in range(4)]
-        assert seen == [5, 5, 2, 0]
-        assert (await db[CHECKPOINT_COLLECTION].find_one({}))["height"] == 12
-        heights = sorted(d["_id"] for d in await db[BLOCKS].find({}).to_list())
-        assert heights == list(range(1, 13))
-        # A new process, a longer chain: it reads the checkpoint and goes on from 13.
-        chain.limit = 20
-        restarted = Projector(chain, db, limits=limits)
-        assert restarted.checkpoint == 0
-        assert await restarted.step() == 5
-        assert restarted.checkpoint == 17
-        heights = sorted(d["_id"] for d in await db[BLOCKS].find({}).to_list())
-        assert heights == list(range(1, 18))
-        assert restarted.stats.blocks_projected == 5
-
-    mongo.run(body)
+    projector = Projector(chain, mongo_db, limits=limits)
+    seen = [await projector.step() for _ in range(4)]
+    assert seen == [5, 5, 2, 0]
+    assert (await mongo_db[CHECKPOINT_COLLECTION].find_one({}))["height"] == 12
+    heights = sorted(d["_id"] for d in await mongo_db[BLOCKS].find({}).to_list())
+    assert heights == list(range(1, 13))
+    # A new process, a longer chain: it reads the checkpoint and goes on from 13.
+    chain.limit = 20
+    restarted = Projector(chain, mongo_db, limits=limits)
+    assert restarted.checkpoint == 0
+    assert await restarted.step() == 5
+    assert restarted.checkpoint == 17
+    heights = sorted(d["_id"] for d in await mongo_db[BLOCKS].find({}).to_list())
+    assert heights == list(range(1, 18))
+    assert restarted.stats.blocks_projected == 5
 
 
-def test_rebuild_gives_exactly_the_incremental_views(mongo):
+@pytest.mark.asyncio
+async def test_rebuild_gives_exactly_the_incremental_views(mongo_db):
     store = notary_chain()
 
-    async def body(db):
-        projector = Projector(store, db, limits=ProjectorLimits(batch_blocks_max=3))
-        await projector.catch_up()
-        incremental = await dump(db)
-        # Junk the views: a stray document, a lost one, a wrong checkpoint.
-        await db[TRANSACTIONS].insert_one({"_id": "stray", "pos": 1})
-        await db[EVENTS].delete_one({})
-        await db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID}, {"height": 3})
-        rebuilder = Projector(store, db, limits=ProjectorLimits(batch_blocks_max=16))
-        report = await rebuilder.rebuild()
-        assert rebuilder.checkpoint == store.height() and rebuilder.lag_blocks == 0
-        assert rebuilder.stats.blocks_projected == store.height()
-        assert rebuilder.stats.transactions_projected == 60
-        assert await rebuilder.step() == 0
-        indexes = {name: [i["key"] async for i in await db[name].list_indexes()]
-                   for name in (BLOCKS, TRANSACTIONS, EVENTS)}
-        return incremental, await dump(db), report, indexes
-
-    incremental, rebuilt, report, indexes = mongo.run(body)
+    projector = Projector(store, mongo_db, limits=ProjectorLimits(batch_blocks_max=3))
+    await projector.catch_up()
+    incremental = await dump(mongo_db)
+    # Junk the views: a stray document, a lost one, a wrong checkpoint.
+    await mongo_db[TRANSACTIONS].insert_one({"_id": "stray", "pos": 1})
+    await mongo_db[EVENTS].delete_one({})
+    await mongo_db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID}, {"height": 3})
+    rebuilder = Projector(store, mongo_db, limits=ProjectorLimits(batch_blocks_max=16))
+    report = await rebuilder.rebuild()
+    assert rebuilder.checkpoint == store.height() and rebuilder.lag_blocks == 0
+    assert rebuilder.stats.blocks_projected == store.height()
+    assert rebuilder.stats.transactions_projected == 60
+    assert await rebuilder.step() == 0
+    indexes = {name: [i["key"] async for i in await mongo_db[name].list_indexes()]
+               for name in (BLOCKS, TRANSACTIONS, EVENTS)}
+    rebuilt = await dump(mongo_db)
     assert rebuilt == incremental
     assert (report.blocks, report.transactions, report.events) == (store.height(), 60, 60)
     assert report.tx_per_s > 0
-    for spec in default_specs():
+    for spec in PLATFORM_VIEWS:
         if spec.name not in indexes:
             continue  # a domain's view (registered when its package is imported)
         for model in spec.indexes:
             assert dict(model.document["key"]) in [dict(k) for k in indexes[spec.name]]
 
 
-def test_indexes_are_created_at_start_up(mongo):
-    async def body(db):
-        projector = Projector(ListStore(), db)
-        assert await projector.step() == 0
-        return {spec.name: [dict(i["key"]) async for i in await db[spec.name].list_indexes()]
-                for spec in default_specs()}
-
-    found = mongo.run(body)
-    for spec in default_specs():
+@pytest.mark.asyncio
+async def test_indexes_are_created_at_start_up(mongo_db):
+    projector = Projector(ListStore(), mongo_db)
+    assert await projector.step() == 0
+    found = {spec.name: [dict(i["key"]) async for i in await mongo_db[spec.name].list_indexes()]
+             for spec in PLATFORM_VIEWS}
+    for spec in PLATFORM_VIEWS:
         declared = [dict(m.document["key"]) for m in spec.indexes]
         assert declared and all(key in found[spec.name] for key in declared), spec.name
     assert {"hash": 1} in found[BLOCKS]
@@ -197,19 +186,17 @@ def test_indexes_are_created_at_start_up(mongo):
     assert {"type": 1, "pos": 1} in found[EVENTS]
 
 
-def test_a_mongodb_that_comes_back_empty_is_filled_again(mongo):
+@pytest.mark.asyncio
+async def test_a_mongodb_that_comes_back_empty_is_filled_again(mongo_db):
     store = notary_chain()
 
-    async def body(db):
-        projector = Projector(store, db)
-        await projector.catch_up()
-        before = await dump(db)
-        await db.client.drop_database(db.name)
-        assert await projector.catch_up() == store.height()
-        keys = [dict(i["key"]) async for i in await db[TRANSACTIONS].list_indexes()]
-        return before, await dump(db), keys
-
-    before, after, keys = mongo.run(body)
+    projector = Projector(store, mongo_db)
+    await projector.catch_up()
+    before = await dump(mongo_db)
+    await mongo_db.client.drop_database(mongo_db.name)
+    assert await projector.catch_up() == store.height()
+    keys = [dict(i["key"]) async for i in await mongo_db[TRANSACTIONS].list_indexes()]
+    after = await dump(mongo_db)
     assert after == before
     assert {"sender": 1, "pos": -1} in keys
 
@@ -232,23 +219,20 @@ async def _until(predicate: Any, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_unreachable_mongo_marks_views_unavailable_and_nothing_escapes():
+@pytest.mark.asyncio
+async def test_unreachable_mongo_marks_views_unavailable_and_nothing_escapes():
     store = notary_chain()
 
-    async def body() -> Projector:
-        client = connect(f"mongodb://127.0.0.1:{_free_port()}/",
-                         server_selection_timeout_ms=100)
-        projector = Projector(store, client["views"], limits=FAST)
-        stop = asyncio.Event()
-        task = asyncio.create_task(projector.run(stop))
-        await _until(lambda: projector.stats.connection_errors >= 2)
-        assert not task.done()
-        stop.set()
-        await asyncio.wait_for(task, 5)
-        await client.close()
-        return projector
-
-    projector = asyncio.run(body())
+    client = connect(f"mongodb://127.0.0.1:{_free_port()}/",
+                     server_selection_timeout_ms=100)
+    projector = Projector(store, client["views"], limits=FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    await _until(lambda: projector.stats.connection_errors >= 2)
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await client.close()
     assert not available(projector)
     assert projector.checkpoint == 0 and projector.lag_blocks == store.height()
     assert projector.stats.blocks_projected == 0
@@ -256,97 +240,88 @@ def test_unreachable_mongo_marks_views_unavailable_and_nothing_escapes():
     assert not projector.ready()
 
 
-def test_mongo_outage_then_catch_up_loses_nothing(tmp_path: Path, mongo):
+@pytest.mark.asyncio
+async def test_mongo_outage_then_catch_up_loses_nothing(tmp_path: Path, mongo_db):
     store = notary_chain()
     chain = Upto(store, 10)
     data = tmp_path / "mongo"
 
-    async def body() -> tuple[Projector, dict[str, Any]]:
-        server: EmbeddedServer | None = await EmbeddedServer.start_async(data)
-        assert server is not None
-        port = server.port
-        client = connect(server.uri, server_selection_timeout_ms=200)
-        db = client["views"]
-        projector = Projector(chain, db, limits=FAST)
-        stop = asyncio.Event()
-        task = asyncio.create_task(projector.run(stop))
-        try:
-            await _until(lambda: projector.checkpoint == 10)
-            assert available(projector)
+    server: EmbeddedServer | None = await EmbeddedServer.start_async(data)
+    assert server is not None
+    port = server.port
+    client = connect(server.uri, server_selection_timeout_ms=200)
+    db = client["views"]
+    projector = Projector(chain, db, limits=FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        await _until(lambda: projector.checkpoint == 10)
+        assert available(projector)
 
-            await server.stop_async()  # MongoDB goes down; the chain goes on
-            server = None
-            chain.limit = store.height()
-            projector.notify()
-            await _until(lambda: projector.stats.connection_errors >= 2)
-            assert not available(projector)
-            assert not task.done()
-            assert projector.lag_blocks >= store.height() - 10
+        await server.stop_async()  # MongoDB goes down; the chain goes on
+        server = None
+        chain.limit = store.height()
+        projector.notify()
+        await _until(lambda: projector.stats.connection_errors >= 2)
+        assert not available(projector)
+        assert not task.done()
+        assert projector.lag_blocks >= store.height() - 10
 
-            server = await EmbeddedServer.start_async(data, port=port)  # back, same disk
-            await _until(lambda: projector.checkpoint == store.height())
-            assert available(projector)
-            stop.set()
-            await asyncio.wait_for(task, 5)
-            return projector, await dump(db)
-        finally:
-            stop.set()
-            task.cancel()
-            await client.close()
-            if server is not None:
-                await server.stop_async()
+        server = await EmbeddedServer.start_async(data, port=port)  # back, same disk
+        await _until(lambda: projector.checkpoint == store.height())
+        assert available(projector)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        views = await dump(db)
+    finally:
+        stop.set()
+        task.cancel()
+        await client.close()
+        if server is not None:
+            await server.stop_async()
 
-    projector, views = asyncio.run(body())
-
-    async def reference(db):
-        await Projector(store, db).catch_up()
-        return await dump(db)
-
-    assert views == mongo.run(reference)
+    await Projector(store, mongo_db).catch_up()  # the reference: one clean projection
+    assert views == await dump(mongo_db)
     assert projector.stats.blocks_projected == store.height()
 
 
-def test_run_follows_commits_when_notified(mongo):
+@pytest.mark.asyncio
+async def test_run_follows_commits_when_notified(mongo_db):
     store = notary_chain()
     chain = Upto(store, 3)
     slow_poll = ProjectorLimits(poll_interval_s=30.0)
 
-    async def body(db):
-        projector = Projector(chain, db, limits=slow_poll)
-        stop = asyncio.Event()
-        task = asyncio.create_task(projector.run(stop))
-        await _until(lambda: projector.checkpoint == 3, 10)
-        for limit in (4, 9, store.height()):
-            chain.limit = limit
-            projector.notify()
-            await _until(lambda: projector.checkpoint == chain.height(), 10)
-        stop.set()
-        await asyncio.wait_for(task, 5)  # stop wakes it from a 30 s poll
-
-    mongo.run(body)
+    projector = Projector(chain, mongo_db, limits=slow_poll)
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    await _until(lambda: projector.checkpoint == 3, 10)
+    for limit in (4, 9, store.height()):
+        chain.limit = limit
+        projector.notify()
+        await _until(lambda: projector.checkpoint == chain.height(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 5)  # stop wakes it from a 30 s poll
 
 
-def test_lag_readiness_and_metrics(mongo):
+@pytest.mark.asyncio
+async def test_lag_readiness_and_metrics(mongo_db):
     store = notary_chain()
     first = store.block(1)
     assert first is not None
     now = [first.block.header.time / 1000 + 100.0]
     limits = ProjectorLimits(ready_lag_blocks_max=5, ready_lag_s_max=60.0)
 
-    async def body(db):
-        projector = Projector(store, db, limits=limits, clock=lambda: now[0])
-        assert projector.lag_blocks == store.height()
-        assert projector.lag_seconds == pytest.approx(100.0)
-        assert not projector.ready()
-        registry = CollectorRegistry()
-        registry.register(ProjectorCollector(projector))
-        before = generate_latest(registry).decode()
-        await projector.catch_up()
-        assert projector.lag_blocks == 0 and projector.lag_seconds == 0.0
-        assert projector.ready()
-        return before, generate_latest(registry).decode()
-
-    before, after = mongo.run(body)
+    projector = Projector(store, mongo_db, limits=limits, clock=lambda: now[0])
+    assert projector.lag_blocks == store.height()
+    assert projector.lag_seconds == pytest.approx(100.0)
+    assert not projector.ready()
+    registry = CollectorRegistry()
+    registry.register(ProjectorCollector(projector))
+    before = generate_latest(registry).decode()
+    await projector.catch_up()
+    assert projector.lag_blocks == 0 and projector.lag_seconds == 0.0
+    assert projector.ready()
+    after = generate_latest(registry).decode()
     tip = store.height()
     assert f"ecosphere_views_lag_blocks {float(tip)}" in before
     assert "ecosphere_views_lag_seconds 100.0" in before
@@ -357,7 +332,8 @@ def test_lag_readiness_and_metrics(mongo):
     assert "ecosphere_views_available 1.0" in after
 
 
-def test_block_level_events_and_unstorable_payload_keys(mongo):
+@pytest.mark.asyncio
+async def test_block_level_events_and_unstorable_payload_keys(mongo_db):
     chain = ListStore()
     hostile = {"$where": "1", "a.b": {"": [1, {"$gt": 2}]}, "ok": True}
     tx = signed("hostile", 0, hostile)
@@ -368,12 +344,10 @@ def test_block_level_events_and_unstorable_payload_keys(mongo):
         Event("notary.block.ended", {}, None, 2),
     ])
 
-    async def body(db):
-        await Projector(chain, db).catch_up()
-        return (await queries.get_transaction(db, tx.hash.hex()),
-                await queries.list_events(db), await dump(db))
-
-    got, events, views = mongo.run(body)
+    await Projector(chain, mongo_db).catch_up()
+    got = await queries.get_transaction(mongo_db, tx.hash.hex())
+    events = await queries.list_events(mongo_db)
+    views = await dump(mongo_db)
     assert got is not None and got["payload"] == hostile and "payload_json" not in got
     raw = {d["_id"]: d for d in views[TRANSACTIONS]}
     assert raw[tx.hash.hex()]["payload"] is None
@@ -396,20 +370,18 @@ def test_event_ids_are_the_partner_event_ids():
                                                   f"{stored.block.hash.hex()}:1"]
 
 
-def test_views_of_another_chain_are_refused(mongo):
+@pytest.mark.asyncio
+async def test_views_of_another_chain_are_refused(mongo_db):
     ours, theirs = ListStore(), ListStore()
     for i in range(4):
         ours.append([signed("o", i, {"i": i})])
         theirs.append([signed("o", i, {"i": i})], salt="-other")
 
-    async def body(db):
-        await Projector(Upto(theirs, 2), db).catch_up()
-        with pytest.raises(ViewsDiverged):
-            await Projector(ours, db).step()
-        await Projector(ours, db).rebuild()
-        return await queries.list_blocks(db)
-
-    page = mongo.run(body)
+    await Projector(Upto(theirs, 2), mongo_db).catch_up()
+    with pytest.raises(ViewsDiverged):
+        await Projector(ours, mongo_db).step()
+    await Projector(ours, mongo_db).rebuild()
+    page = await queries.list_blocks(mongo_db)
     assert [b["hash"] for b in page["items"]] == [ours.blocks[h].block.hash.hex()
                                                   for h in (3, 2, 1, 0)]
 
@@ -431,9 +403,10 @@ def _senders_view() -> ViewSpec:
 
 
 @pytest.mark.parametrize("batch", [1, 4, 1_000])
-def test_writes_to_one_document_apply_in_chain_order(mongo, batch):
+@pytest.mark.asyncio
+async def test_writes_to_one_document_apply_in_chain_order(mongo_db, batch):
     store = notary_chain()
-    registry = Registry(default_specs())
+    registry = Registry(PLATFORM_VIEWS)
     registry.register(_senders_view())
     expected: dict[str, dict[str, Any]] = {}
     for height, index, tx in chain_txs(store):
@@ -442,32 +415,27 @@ def test_writes_to_one_document_apply_in_chain_order(mongo, batch):
         if tx.nonce == 0:
             doc["first_height"] = height
 
-    async def body(db):
-        projector = Projector(store, db, registry.specs(),
-                              limits=ProjectorLimits(batch_blocks_max=batch))
-        await projector.catch_up()
-        once = await dump(db, ["senders"])
-        await db[CHECKPOINT_COLLECTION].delete_many({})
-        await projector.catch_up()
-        return once, await dump(db, ["senders"])
-
-    once, twice = mongo.run(body)
+    projector = Projector(store, mongo_db, registry.specs(),
+                          limits=ProjectorLimits(batch_blocks_max=batch))
+    await projector.catch_up()
+    once = await dump(mongo_db, ["senders"])
+    await mongo_db[CHECKPOINT_COLLECTION].delete_many({})
+    await projector.catch_up()
+    twice = await dump(mongo_db, ["senders"])
     assert once == twice
     assert {d["_id"]: d for d in once["senders"]} == expected
 
 
-def test_a_view_may_not_write_outside_the_registered_collections(mongo):
+@pytest.mark.asyncio
+async def test_a_view_may_not_write_outside_the_registered_collections(mongo_db):
     def project(ctx: BlockContext) -> list[Write]:
         return [Write("elsewhere", ctx.height, {"x": 1})]
 
     chain = ListStore()
     chain.append()
 
-    async def body(db):
-        with pytest.raises(ValueError, match="unknown collection"):
-            await Projector(chain, db, [ViewSpec("mine", (), project)]).step()
-
-    mongo.run(body)
+    with pytest.raises(ValueError, match="unknown collection"):
+        await Projector(chain, mongo_db, [ViewSpec("mine", (), project)]).step()
 
 
 def test_registry_refuses_reserved_and_duplicate_names():
@@ -482,43 +450,38 @@ def test_registry_refuses_reserved_and_duplicate_names():
             registry.register(ViewSpec(name, (), lambda ctx: []))
 
 
-def test_embedded_default_stores_under_the_data_dir(tmp_path: Path):
-    async def body() -> tuple[str, Any]:
-        views = await open_database(None, data_dir=tmp_path, db_name="v")
-        try:
-            await views.db["x"].insert_one({"_id": 1})
-            return views.uri, await views.db["x"].find_one({})
-        finally:
-            await views.close()
-
-    uri, doc = asyncio.run(body())
+@pytest.mark.asyncio
+async def test_embedded_default_stores_under_the_data_dir(tmp_path: Path):
+    views = await open_database(None, data_dir=tmp_path, db_name="v")
+    try:
+        await views.db["x"].insert_one({"_id": 1})
+        uri, doc = views.uri, await views.db["x"].find_one({})
+    finally:
+        await views.close()
     assert uri.startswith("mongodb://127.0.0.1:") and doc == {"_id": 1}
     assert any((tmp_path / "views").iterdir())
 
 
 @pytest.mark.slow
-def test_rebuild_and_query_speed_on_5000_transactions(mongo):
+@pytest.mark.asyncio
+async def test_rebuild_and_query_speed_on_5000_transactions(mongo_db):
     """Prints rebuild tx/s and query latencies (issue targets: >= 10,000 tx/s, p99 <= 20 ms)."""
     store = notary_chain(seed=5, txs=5_000, clients=50, load_ms=20_000)
     txs = chain_txs(store)
     senders = sorted({tx.sender for _, _, tx in txs})
     samples = 200
 
-    async def body(db):
-        report = await Projector(store, db).rebuild()
-        by_sender, by_hash = [], []
-        for i in range(samples):
-            started = time.perf_counter()
-            page = await queries.list_transactions(db, sender=senders[i % len(senders)])
-            by_sender.append(time.perf_counter() - started)
-            assert len(page["items"]) == 50
-            started = time.perf_counter()
-            got = await queries.get_transaction(db, txs[(i * 37) % len(txs)][2].hash.hex())
-            by_hash.append(time.perf_counter() - started)
-            assert got is not None
-        return report, by_sender, by_hash
-
-    report, by_sender, by_hash = mongo.run(body)
+    report = await Projector(store, mongo_db).rebuild()
+    by_sender, by_hash = [], []
+    for i in range(samples):
+        started = time.perf_counter()
+        page = await queries.list_transactions(mongo_db, sender=senders[i % len(senders)])
+        by_sender.append(time.perf_counter() - started)
+        assert len(page["items"]) == 50
+        started = time.perf_counter()
+        got = await queries.get_transaction(mongo_db, txs[(i * 37) % len(txs)][2].hash.hex())
+        by_hash.append(time.perf_counter() - started)
+        assert got is not None
     assert report.transactions == 5_000
 
     def p(values: list[float], q: int) -> float:
@@ -531,22 +494,19 @@ def test_rebuild_and_query_speed_on_5000_transactions(mongo):
     print(f"get_transaction: p50 {p(by_hash, 50):.2f} ms, p99 {p(by_hash, 99):.2f} ms")
 
 
-def test_listeners_hear_every_batch_and_resets(mongo):
+@pytest.mark.asyncio
+async def test_listeners_hear_every_batch_and_resets(mongo_db):
     store = notary_chain()
     heard: list[Any] = []
 
     def broken(_docs: Any) -> None:
         raise RuntimeError("a cache's bug")
 
-    async def body(db):
-        projector = Projector(store, db, limits=ProjectorLimits(batch_blocks_max=4))
-        projector.listeners += [broken, heard.append]
-        await projector.catch_up()
-        batches = len(heard)
-        await projector.rebuild()
-        return batches
-
-    batches = mongo.run(body)
+    projector = Projector(store, mongo_db, limits=ProjectorLimits(batch_blocks_max=4))
+    projector.listeners += [broken, heard.append]
+    await projector.catch_up()
+    batches = len(heard)
+    await projector.rebuild()
     assert batches == -(-store.height() // 4)
     assert all(TRANSACTIONS in docs for docs in heard[:batches])
     assert sum(len(docs[TRANSACTIONS]) for docs in heard[:batches]) == 60

@@ -51,14 +51,13 @@ def expected_txs(pick: Any = None) -> list[tuple[int, int, str]]:
     return sorted(rows, reverse=True)
 
 
-def test_blocks_newest_first_each_once(mongo):
+@pytest.mark.asyncio
+async def test_blocks_newest_first_each_once(mongo_db):
     store = notary_chain()
 
-    async def body(db):
-        await projected(db)
-        return [await walk(list_blocks, db, limit) for limit in (1, 7, 50, 1_000)]
-
-    for items in mongo.run(body):
+    await projected(mongo_db)
+    listings = [await walk(list_blocks, mongo_db, limit) for limit in (1, 7, 50, 1_000)]
+    for items in listings:  # one per page size
         assert [b["height"] for b in items] == list(range(store.height(), 0, -1))
         stored = store.block(1)
         assert stored is not None
@@ -66,37 +65,35 @@ def test_blocks_newest_first_each_once(mongo):
         assert "_id" not in items[-1]
 
 
-def test_transactions_newest_first_each_once(mongo):
-    async def body(db):
-        await projected(db)
-        return [await walk(list_transactions, db, limit) for limit in (1, 7, 200)]
-
-    for items in mongo.run(body):
+@pytest.mark.asyncio
+async def test_transactions_newest_first_each_once(mongo_db):
+    await projected(mongo_db)
+    listings = [await walk(list_transactions, mongo_db, limit) for limit in (1, 7, 200)]
+    for items in listings:  # one per page size
         assert tx_keys(items) == expected_txs()
         assert len(items) == 60
         assert all("_id" not in t and "pos" not in t for t in items)
 
 
-def test_transaction_filters(mongo):
+@pytest.mark.asyncio
+async def test_transaction_filters(mongo_db):
     store = notary_chain()
     txs = chain_txs(store)
     sender = txs[0][2].sender
     busy = max({h for h, _, _ in txs}, key=lambda h: sum(1 for x, _, _ in txs if x == h))
 
-    async def body(db):
-        await projected(db)
-        return {
-            "sender": await walk(list_transactions, db, 4, sender=sender),
-            "kind": await walk(list_transactions, db, 9, kind="notary.anchor"),
-            "contract": await walk(list_transactions, db, 9, contract="notary"),
-            "height": await walk(list_transactions, db, 1, height=busy),
-            "sender+height": await walk(list_transactions, db, 2, sender=sender, height=busy),
-            "no kind": await walk(list_transactions, db, 5, kind="notary.other"),
-            "no sender": await walk(list_transactions, db, 5, sender="0" * 32),
-            "past tip": await walk(list_transactions, db, 5, height=store.height() + 1),
-        }
-
-    got = mongo.run(body)
+    await projected(mongo_db)
+    got = {
+        "sender": await walk(list_transactions, mongo_db, 4, sender=sender),
+        "kind": await walk(list_transactions, mongo_db, 9, kind="notary.anchor"),
+        "contract": await walk(list_transactions, mongo_db, 9, contract="notary"),
+        "height": await walk(list_transactions, mongo_db, 1, height=busy),
+        "sender+height": await walk(list_transactions, mongo_db, 2, sender=sender,
+                                    height=busy),
+        "no kind": await walk(list_transactions, mongo_db, 5, kind="notary.other"),
+        "no sender": await walk(list_transactions, mongo_db, 5, sender="0" * 32),
+        "past tip": await walk(list_transactions, mongo_db, 5, height=store.height() + 1),
+    }
     assert tx_keys(got["sender"]) == expected_txs(lambda h, tx: tx.sender == sender)
     assert all(t["sender"] == sender for t in got["sender"])
     assert tx_keys(got["kind"]) == tx_keys(got["contract"]) == expected_txs()
@@ -107,17 +104,15 @@ def test_transaction_filters(mongo):
     assert got["no kind"] == got["no sender"] == got["past tip"] == []
 
 
-def test_get_transaction(mongo):
+@pytest.mark.asyncio
+async def test_get_transaction(mongo_db):
     height, index, tx = chain_txs(notary_chain())[17]
 
-    async def body(db):
-        await projected(db)
-        return (await get_transaction(db, tx.hash.hex()),
-                await get_transaction(db, tx.hash.hex().upper()),
-                await get_transaction(db, "ab" * 32),
-                await get_transaction(db, "not a hash"))
-
-    got, upper, unknown, malformed = mongo.run(body)
+    await projected(mongo_db)
+    got = await get_transaction(mongo_db, tx.hash.hex())
+    upper = await get_transaction(mongo_db, tx.hash.hex().upper())
+    unknown = await get_transaction(mongo_db, "ab" * 32)
+    malformed = await get_transaction(mongo_db, "not a hash")
     assert got is not None and got == upper
     assert got["hash"] == tx.hash.hex()
     assert (got["height"], got["index"], got["sender"], got["nonce"]) == (
@@ -126,37 +121,34 @@ def test_get_transaction(mongo):
     assert unknown is None and malformed is None
 
 
-def test_events_in_chain_order_each_once(mongo):
+@pytest.mark.asyncio
+async def test_events_in_chain_order_each_once(mongo_db):
     events = chain_events(notary_chain())
     expected = [(h, e.index) for h, e in events]
 
-    async def body(db):
-        await projected(db)
-        return [await walk(list_events, db, limit) for limit in (1, 7, 200)]
-
-    for items in mongo.run(body):
+    await projected(mongo_db)
+    listings = [await walk(list_events, mongo_db, limit) for limit in (1, 7, 200)]
+    for items in listings:  # one per page size
         assert [(e["height"], e["index"]) for e in items] == expected
         assert all("_id" not in e and "pos" not in e and e["id"] for e in items)
 
 
-def test_event_filters(mongo):
+@pytest.mark.asyncio
+async def test_event_filters(mongo_db):
     store = notary_chain()
     txs = chain_txs(store)
     events = chain_events(store)
     h, i, tx = txs[30]
     middle = events[len(events) // 2][0]
 
-    async def body(db):
-        await projected(db)
-        return {
-            "type": await walk(list_events, db, 8, type="notary.document.anchored"),
-            "domain": await walk(list_events, db, 8, domain="notary"),
-            "tx": await walk(list_events, db, 8, tx_hash=tx.hash.hex()),
-            "from": await walk(list_events, db, 3, from_height=middle),
-            "none": await walk(list_events, db, 3, type="credit.report.issued"),
-        }
-
-    got = mongo.run(body)
+    await projected(mongo_db)
+    got = {
+        "type": await walk(list_events, mongo_db, 8, type="notary.document.anchored"),
+        "domain": await walk(list_events, mongo_db, 8, domain="notary"),
+        "tx": await walk(list_events, mongo_db, 8, tx_hash=tx.hash.hex()),
+        "from": await walk(list_events, mongo_db, 3, from_height=middle),
+        "none": await walk(list_events, mongo_db, 3, type="credit.report.issued"),
+    }
     everything = [(hh, e.index) for hh, e in events]
     assert [(e["height"], e["index"]) for e in got["type"]] == everything
     assert [(e["height"], e["index"]) for e in got["domain"]] == everything
@@ -168,25 +160,10 @@ def test_event_filters(mongo):
     assert got["none"] == []
 
 
-def test_partner_reads_forward_from_a_cursor_as_the_chain_grows(mongo):
+@pytest.mark.asyncio
+async def test_partner_reads_forward_from_a_cursor_as_the_chain_grows(mongo_db):
     store = notary_chain()
     tip = store.height()
-
-    async def body(db):
-        await projected(db)
-        # Pretend only half the chain is projected: lists stop at the checkpoint.
-        await db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID},
-                                                    {"height": tip // 2})
-        first = await walk(list_events, db, 4)
-        blocks = await walk(list_blocks, db, 4)
-        txs = await walk(list_transactions, db, 4)
-        page = await list_events(db, limit=200)
-        assert page["next_cursor"] is None
-        last = page["items"][-1]
-        cursor = encode_cursor("events", last["height"], last["index"])
-        await db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID}, {"height": tip})
-        rest = await walk_from(db, cursor)
-        return first, blocks, txs, rest
 
     async def walk_from(db: Any, cursor: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -197,7 +174,19 @@ def test_partner_reads_forward_from_a_cursor_as_the_chain_grows(mongo):
             next_cursor = page["next_cursor"]
         return items
 
-    first, blocks, txs, rest = mongo.run(body)
+    await projected(mongo_db)
+    # Pretend only half the chain is projected: lists stop at the checkpoint.
+    await mongo_db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID},
+                                                      {"height": tip // 2})
+    first = await walk(list_events, mongo_db, 4)
+    blocks = await walk(list_blocks, mongo_db, 4)
+    txs = await walk(list_transactions, mongo_db, 4)
+    page = await list_events(mongo_db, limit=200)
+    assert page["next_cursor"] is None
+    last = page["items"][-1]
+    cursor = encode_cursor("events", last["height"], last["index"])
+    await mongo_db[CHECKPOINT_COLLECTION].replace_one({"_id": CHECKPOINT_ID}, {"height": tip})
+    rest = await walk_from(mongo_db, cursor)
     events = [(h, e.index) for h, e in chain_events(store)]
     assert [(e["height"], e["index"]) for e in first + rest] == events
     assert all(e["height"] <= tip // 2 for e in first)
@@ -205,18 +194,19 @@ def test_partner_reads_forward_from_a_cursor_as_the_chain_grows(mongo):
     assert tx_keys(txs) == expected_txs(lambda h, tx: h <= tip // 2)
 
 
-def test_windowed_reads_give_the_same_pages(mongo, monkeypatch):
-    async def body(db):
+@pytest.mark.asyncio
+async def test_windowed_reads_give_the_same_pages(mongo_db, monkeypatch):
+    async def pages(db: Any) -> tuple[list[dict[str, Any]], ...]:
         await projected(db)
         return (await walk(list_transactions, db, 6), await walk(list_events, db, 6),
                 await walk(list_transactions, db, 3, sender=chain_txs(notary_chain())[5][2]
                            .sender))
 
-    wide = mongo.run(body)
+    wide = await pages(mongo_db)
     monkeypatch.setattr(queries, "WINDOW_BLOCKS_FIRST", 1)
     monkeypatch.setattr(queries, "WINDOW_GROWTH", 2)
     monkeypatch.setattr(queries, "WINDOW_GROWTH_MAX", 2)
-    narrow = mongo.run(body)
+    narrow = await pages(mongo_db)
     assert narrow == wide
     assert len(wide[0]) == len(wide[1]) == 60
 
@@ -230,42 +220,36 @@ def test_windowed_reads_give_the_same_pages(mongo, monkeypatch):
     base64.urlsafe_b64encode(b'["transactions",true,0]').decode().rstrip("="),
     "A" * 1_000,
 ])
-def test_bad_cursor_raises_value_error(mongo, bad):
-    async def body(db):
+@pytest.mark.asyncio
+async def test_bad_cursor_raises_value_error(mongo_db, bad):
+    with pytest.raises(ValueError, match="bad cursor"):
+        await list_transactions(mongo_db, cursor=bad)
+
+
+@pytest.mark.asyncio
+async def test_bad_cursor_for_each_list(mongo_db):
+    for fn in (list_blocks, list_transactions, list_events):
         with pytest.raises(ValueError, match="bad cursor"):
-            await list_transactions(db, cursor=bad)
-
-    mongo.run(body)
+            await fn(mongo_db, cursor="%%%")
 
 
-def test_bad_cursor_for_each_list(mongo):
-    async def body(db):
-        for fn in (list_blocks, list_transactions, list_events):
-            with pytest.raises(ValueError, match="bad cursor"):
-                await fn(db, cursor="%%%")
-
-    mongo.run(body)
-
-
-def test_cursor_round_trip_and_limits(mongo):
+@pytest.mark.asyncio
+async def test_cursor_round_trip_and_limits(mongo_db):
     assert decode_cursor(encode_cursor("transactions", 7, 3), "transactions", 2) == [7, 3]
     assert (clamp_limit(0), clamp_limit(-5), clamp_limit(10_000), clamp_limit(13)) == (
         1, 1, LIMIT_MAX, 13)
 
-    async def body(db):
-        await projected(db)
-        return (await list_transactions(db, limit=0), await list_events(db, limit=10_000),
-                await list_blocks(db, limit=-1))
-
-    one, many, block = mongo.run(body)
+    await projected(mongo_db)
+    one = await list_transactions(mongo_db, limit=0)
+    many = await list_events(mongo_db, limit=10_000)
+    block = await list_blocks(mongo_db, limit=-1)
     assert len(one["items"]) == 1 and one["next_cursor"] is not None
     assert len(many["items"]) == 60 and many["next_cursor"] is None
     assert len(block["items"]) == 1
 
 
-def test_empty_views(mongo):
-    async def body(db):
-        return (await list_blocks(db), await list_transactions(db), await list_events(db))
-
-    for page in mongo.run(body):
+@pytest.mark.asyncio
+async def test_empty_views(mongo_db):
+    for page in (await list_blocks(mongo_db), await list_transactions(mongo_db),
+                 await list_events(mongo_db)):
         assert page == {"items": [], "next_cursor": None}

@@ -4,8 +4,11 @@ the bytes received and remembering only accepted messages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Iterator
+
+import pytest
 
 from services.ledger.node.amqp import AmqpTransport
 
@@ -23,42 +26,43 @@ class Incoming:
         self.settled.append("reject")
 
 
-def receive(verdicts: Iterator[bool], *messages: Incoming) -> tuple[list[bytes],
-                                                                     AmqpTransport]:
+async def receive(verdicts: Iterator[bool], *messages: Incoming) -> tuple[list[bytes],
+                                                                           AmqpTransport]:
     delivered: list[bytes] = []
 
     def deliver(body: bytes) -> bool:
         delivered.append(body)
         return next(verdicts)
 
-    async def run() -> AmqpTransport:
-        transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
-                                  deliver=deliver)
-        for message in messages:
-            await transport._on_message(message)  # type: ignore[arg-type]
-        return transport
-
-    return delivered, asyncio.run(run())
+    transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                              deliver=deliver)
+    for message in messages:
+        await transport._on_message(message)  # type: ignore[arg-type]
+    return delivered, transport
 
 
-def test_a_refused_message_is_handled_again_when_resent() -> None:
+@pytest.mark.asyncio
+async def test_a_refused_message_is_handled_again_when_resent() -> None:
     """A vote refused now (its height not reached) comes back byte-identical in a resend
     (Ed25519 is deterministic): it must reach the replica again."""
     first, again = Incoming(b"vote"), Incoming(b"vote")
-    delivered, transport = receive(iter([False, True]), first, again)
+    delivered, transport = await receive(iter([False, True]), first, again)
     assert delivered == [b"vote", b"vote"]
     assert first.settled == ["reject"] and again.settled == ["ack"]
     assert transport.stats.duplicates == 0
 
 
-def test_accepted_duplicates_are_dropped_by_content_not_by_the_claimed_id() -> None:
-    delivered, transport = receive(iter([True, True]), Incoming(b"a", "same-id"),
-                                   Incoming(b"b", "same-id"), Incoming(b"a", "other-id"))
+@pytest.mark.asyncio
+async def test_accepted_duplicates_are_dropped_by_content_not_by_the_claimed_id() -> None:
+    delivered, transport = await receive(iter([True, True]), Incoming(b"a", "same-id"),
+                                         Incoming(b"b", "same-id"),
+                                         Incoming(b"a", "other-id"))
     assert delivered == [b"a", b"b"]  # a forged id cannot suppress other bytes
     assert transport.stats.duplicates == 1
 
 
-def test_a_resent_transaction_batch_is_never_dropped_as_a_duplicate() -> None:
+@pytest.mark.asyncio
+async def test_a_resent_transaction_batch_is_never_dropped_as_a_duplicate() -> None:
     """A batch a replica took once (its envelope was fine) may have had transactions its
     full mempool refused: the sender's re-gossip must reach it again."""
     delivered: list[bytes] = []
@@ -67,14 +71,10 @@ def test_a_resent_transaction_batch_is_never_dropped_as_a_duplicate() -> None:
         delivered.append(body)
         return True
 
-    async def run() -> AmqpTransport:
-        transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
-                                  deliver=deliver)
-        for _ in range(2):
-            await transport._on_txs_message(Incoming(b"txs"))  # type: ignore[arg-type]
-        return transport
-
-    transport = asyncio.run(run())
+    transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                              deliver=deliver)
+    for _ in range(2):
+        await transport._on_txs_message(Incoming(b"txs"))  # type: ignore[arg-type]
     assert delivered == [b"txs", b"txs"] and transport.stats.duplicates == 0
 
 
@@ -86,30 +86,29 @@ class FailingExchange:
         raise self.error
 
 
-def test_a_publish_that_fails_is_reported_to_the_sender_with_its_kind() -> None:
+@pytest.mark.asyncio
+async def test_a_publish_that_fails_is_reported_to_the_sender_with_its_kind() -> None:
     """The regression: a failed publish was counted and dropped, and nobody re-sent the
     transactions it carried (their senders stayed wedged)."""
     from aio_pika.exceptions import ChannelClosed
 
     failed: list[str] = []
 
-    async def run() -> AmqpTransport:
-        transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
-                                  deliver=lambda _: True)
-        transport.limits = type(transport.limits)(reconnect_backoff_s=0.0)
-        transport.on_publish_failed = failed.append
-        transport._exchanges = {"txs": FailingExchange(ChannelClosed()),  # type: ignore[dict-item]
-                                "consensus": FailingExchange(ConnectionError())}  # type: ignore[dict-item]
-        task = asyncio.create_task(transport._publisher())
-        transport.broadcast(b"batch", "txs")
-        transport.broadcast(b"vote", "vote")
-        for _ in range(50):
-            await asyncio.sleep(0.01)
-            if len(failed) == 2:
-                break
-        task.cancel()
-        return transport
-
-    transport = asyncio.run(run())
+    transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                              deliver=lambda _: True)
+    transport.limits = type(transport.limits)(reconnect_backoff_s=0.0)
+    transport.on_publish_failed = failed.append
+    transport._exchanges = {"txs": FailingExchange(ChannelClosed()),  # type: ignore[dict-item]
+                            "consensus": FailingExchange(ConnectionError())}  # type: ignore[dict-item]
+    task = asyncio.create_task(transport._publisher())
+    transport.broadcast(b"batch", "txs")
+    transport.broadcast(b"vote", "vote")
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if len(failed) == 2:
+            break
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
     assert failed == ["txs", "vote"]
     assert transport.stats.publish_failed == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from services.ledger.node.settings import ConfigFileError, NodeSettings
+from services.runtime.settings import ConfigFileError, NodeSettings
 
 
 def test_typos_in_nested_settings_are_errors(monkeypatch: pytest.MonkeyPatch,

@@ -390,7 +390,8 @@ class Tendermint:
         return actions
 
     def _apply_rules(self, now: int) -> bool:
-        assert self.validators is not None
+        if self.validators is None:
+            raise InvariantViolation("consensus ran a height without its validator set")
         quorum = self.validators.quorum_power
         r = self.round
         # line 49: a decision in any round
@@ -455,7 +456,8 @@ class Tendermint:
 
     def _decide(self, round_: int, block_hash: bytes) -> bool:
         """Decide if a quorum of precommits for ``block_hash`` can form a certificate (I3)."""
-        assert self.validators is not None
+        if self.validators is None:
+            raise InvariantViolation("consensus ran a height without its validator set")
         block = self.blocks[block_hash]
         if not self._valid(block):
             return False

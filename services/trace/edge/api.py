@@ -1,4 +1,4 @@
-"""The trace domain's HTTP endpoints (the EPCIS 2.0 REST binding is ``epcis_api``).
+"""The trace domain's HTTP endpoints (the EPCIS 2.0 REST binding is ``services.trace.edge.epcis``).
 
 Public, for consumers and customs (no signature needed):
 
@@ -29,22 +29,23 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 from pydantic import Field
 
-import services.gateway.trace.views  # noqa: F401  (registers the trace views)
 from services.gateway.models import HEX32, Model, Open, PageQuery
 from services.gateway.openapi import Endpoint
 from services.gateway.problems import Problem, parse_json_body
-from services.gateway.trace.provenance import (
+from services.ledger.core.state import StateView
+from services.trace import documents, identifiers
+from services.trace.certificates import certificate_in_force
+from services.trace.edge.provenance import (
     OPEN_HIGH,
     OPEN_LOW,
     ProvenanceCache,
     ProvenanceLimits,
     walk,
 )
-from services.gateway.trace.scans import ScanLimits, ScanRecorder
-from services.gateway.trace.views import EPCIS_EVENTS, PENALTIES
-from services.ledger.core.state import StateView
-from services.trace import documents, identifiers
-from services.trace.contract import (
+from services.trace.edge.scans import ScanLimits, ScanRecorder
+from services.trace.edge.views import EPCIS_EVENTS, PENALTIES
+from services.trace.items import item_key
+from services.trace.scans import (
     CLONE_WINDOW_MS,
     EVIDENCE_ANONYMOUS,
     PROOF_ABSENT,
@@ -55,8 +56,6 @@ from services.trace.contract import (
     Scan,
     ScanJudgement,
     TagCode,
-    certificate_in_force,
-    item_key,
     judge_scan,
 )
 
@@ -228,10 +227,7 @@ class TraceApi:
         self.gateway = gateway
         self.provenance_limits = limits or ProvenanceLimits()
         self.provenance_cache = ProvenanceCache(self.provenance_limits)
-        if scan_limits is None:
-            options = getattr(gateway, "options", None)
-            scan_limits = ScanLimits() if options is None else \
-                ScanLimits.from_options(options)
+        scan_limits = scan_limits or ScanLimits()
         # started on first use, on the running loop; stopped by close()
         self.scans = ScanRecorder(lambda: self.gateway.relay, scan_limits)
 

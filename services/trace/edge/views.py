@@ -29,7 +29,6 @@ from services.gateway.views.schema import (
     event_id,
     pos_of,
     put_json_value,
-    register,
 )
 from services.trace import epcis, identifiers
 
@@ -122,12 +121,11 @@ def project_penalties(ctx: BlockContext) -> list[Write]:
             for e in _events(ctx, "trace.penalty.applied")]
 
 
-PRODUCTS_VIEW = register(ViewSpec(PRODUCTS, (IndexModel([("brand_owner", ASCENDING)]),),
-                                  project_products))
-CERTIFICATES_VIEW = register(ViewSpec(CERTIFICATES, (
+PRODUCTS_VIEW = ViewSpec(PRODUCTS, (IndexModel([("brand_owner", ASCENDING)]),), project_products)
+CERTIFICATES_VIEW = ViewSpec(CERTIFICATES, (
     IndexModel([("subject", ASCENDING)]), IndexModel([("issuer", ASCENDING)])),
-    project_certificates))
-EPCIS_EVENTS_VIEW = register(ViewSpec(EPCIS_EVENTS, (
+    project_certificates)
+EPCIS_EVENTS_VIEW = ViewSpec(EPCIS_EVENTS, (
     IndexModel([("pos", ASCENDING)]),
     IndexModel([("epcs", ASCENDING), ("pos", ASCENDING)]),
     IndexModel([("outputs", ASCENDING), ("pos", ASCENDING)]),
@@ -139,6 +137,8 @@ EPCIS_EVENTS_VIEW = register(ViewSpec(EPCIS_EVENTS, (
     IndexModel([("parentID", ASCENDING), ("pos", ASCENDING)]),
     IndexModel([("bizTransactions", ASCENDING), ("pos", ASCENDING)]),
     IndexModel([("eventID", ASCENDING)]),
-), project_epcis_events))
-PENALTIES_VIEW = register(ViewSpec(PENALTIES, (IndexModel([("responsible", ASCENDING)]),),
-                                   project_penalties))
+), project_epcis_events)
+PENALTIES_VIEW = ViewSpec(PENALTIES, (IndexModel([("responsible", ASCENDING)]),), project_penalties)
+
+#: the trace domain's views, handed to the gateway by the composition
+TRACE_VIEWS = (PRODUCTS_VIEW, CERTIFICATES_VIEW, EPCIS_EVENTS_VIEW, PENALTIES_VIEW)

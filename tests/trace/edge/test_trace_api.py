@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-from services.gateway.trace.scans import ScanLimits, ScanRecorder
 from services.ledger.core.crypto import PrivateKey
 from services.runtime.bench_trace import History
 from services.runtime.datadir import DataDir, ensure_genesis
 from services.runtime.demo import Demo, run_demo
 from services.sdk.client import ApiError
 from services.trace import identifiers
-from services.trace.contract import item_key, tag_code
-from tests.api.conftest import LiveNetwork
+from services.trace.edge.scans import ScanLimits, ScanRecorder
+from services.trace.items import item_key
+from services.trace.scans import tag_code
+from tests.live import LiveNetwork
 
 pytestmark = pytest.mark.functional
 
@@ -237,7 +238,9 @@ def test_anonymous_scans_beyond_the_budget_are_answered_not_recorded(
         live: LiveNetwork, brand: History) -> None:
     """The budget: a burst beyond the bucket is answered, not recorded, and the relay
     sends at most one scan transaction per interval."""
-    api = live.network.nodes["gateway"].trace_api
+    host = live.network.nodes["gateway"].gateway
+    assert host is not None
+    api = host.plugins["trace"].api  # type: ignore[attr-defined]
     normal = api.scans
     tight = ScanLimits(rate_per_s=0.001, burst=3, batch_max=2, batch_interval_ms=700)
 

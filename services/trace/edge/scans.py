@@ -22,7 +22,7 @@ the answer already, and a scan is a statistic, not a promise.
 
 The flusher is an asyncio task started on first use on the running loop;
 :meth:`ScanRecorder.close` stops it and sends what is queued. This module never
-judges a scan: that is ``services.trace.contract.judge_scan``'s.
+judges a scan: that is ``services.trace.scans.judge_scan``'s.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Any
 
 from services.gateway.policies import TokenBuckets
 from services.ledger.core.errors import LedgerError
-from services.ledger.node.settings import GatewayOptions
-from services.trace.contract import SCANS_PER_BATCH_MAX, Scan
+from services.trace.edge.settings import TraceSettings
+from services.trace.scans import SCANS_PER_BATCH_MAX, Scan
 
 __all__ = ["BUDGET_EXHAUSTED", "CLOSED", "QUEUE_FULL", "ScanCounters", "ScanLimits",
            "ScanRecorder"]
@@ -71,7 +71,7 @@ class ScanLimits:
             raise ValueError("scan limits must be positive")
 
     @classmethod
-    def from_options(cls, options: GatewayOptions) -> ScanLimits:
+    def from_settings(cls, options: TraceSettings) -> ScanLimits:
         return cls(rate_per_s=options.scan_rate_per_s, burst=options.scan_burst,
                    batch_max=options.scan_batch_max,
                    batch_interval_ms=options.scan_batch_interval_ms,

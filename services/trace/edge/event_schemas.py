@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from services.gateway.event_schemas import BlockTimeMs, EventData, Hex64, OrgId, register
+from services.gateway.event_schemas import BlockTimeMs, EventData, Hex64, OrgId
 
 Amount = int
 Gtin = str
@@ -194,21 +194,24 @@ class CloneSuspected(EventData):
     reason: str
 
 
-register("trace.accreditation.granted", AccreditationGranted, subject="org")
-register("trace.accreditation.withdrawn", AccreditationWithdrawn, subject="org")
-register("trace.prefix.assigned", PrefixAssigned, subject="prefix")
-register("trace.product.registered", ProductRegistered, subject="gtin")
-register("trace.location.registered", LocationRegistered, subject="gln")
-register("trace.certificate.issued", CertificateIssued, subject="merkle_root")
-register("trace.certificate.revoked", CertificateRevoked, subject="merkle_root")
-register("trace.event.captured", EventCaptured, subject="event_hash")
-register("trace.capture.rejected", CaptureRejected, subject="code")
-register("trace.agreement.proposed", AgreementProposed, subject="id")
-register("trace.agreement.accepted", AgreementAccepted, subject="id")
-register("trace.penalty.applied", PenaltyApplied, subject="responsible")
-register("trace.scan.recorded", ScanRecorded, subject="epc")
-register("trace.scan.unknown", ScanUnknown, subject="epc")
-register("trace.clone.suspected", CloneSuspected, subject="epc")
-register("trace.tag.registered", TagRegistered, subject="epc")
-register("trace.scan.replayed", ScanReplayed, subject="epc")
-register("trace.anomaly.raised", AnomalyRaised, subject="epc")
+#: every event the trace contract emits: (type, data model, subject attribute)
+TRACE_EVENTS: tuple[tuple[str, type[EventData], str | None], ...] = (
+    ("trace.accreditation.granted", AccreditationGranted, "org"),
+    ("trace.accreditation.withdrawn", AccreditationWithdrawn, "org"),
+    ("trace.prefix.assigned", PrefixAssigned, "prefix"),
+    ("trace.product.registered", ProductRegistered, "gtin"),
+    ("trace.location.registered", LocationRegistered, "gln"),
+    ("trace.certificate.issued", CertificateIssued, "merkle_root"),
+    ("trace.certificate.revoked", CertificateRevoked, "merkle_root"),
+    ("trace.event.captured", EventCaptured, "event_hash"),
+    ("trace.capture.rejected", CaptureRejected, "code"),
+    ("trace.agreement.proposed", AgreementProposed, "id"),
+    ("trace.agreement.accepted", AgreementAccepted, "id"),
+    ("trace.penalty.applied", PenaltyApplied, "responsible"),
+    ("trace.scan.recorded", ScanRecorded, "epc"),
+    ("trace.scan.unknown", ScanUnknown, "epc"),
+    ("trace.clone.suspected", CloneSuspected, "epc"),
+    ("trace.tag.registered", TagRegistered, "epc"),
+    ("trace.scan.replayed", ScanReplayed, "epc"),
+    ("trace.anomaly.raised", AnomalyRaised, "epc"),
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from services.gateway.trace.provenance import (
+from services.trace.edge.provenance import (
     ProvenanceCache,
     ProvenanceLimits,
     Walk,
@@ -37,7 +37,7 @@ class View:
 
     async def fetch(self, spans: list[tuple[str, int, int]],
                     limit: int) -> list[dict[str, Any]]:
-        """What the view answers (services.gateway.trace.api._span_query's semantics)."""
+        """What the view answers (services.trace.edge.api._span_query's semantics)."""
         if any(high < low for _, low, high in spans):
             found = [d for d in self.docs for i, low, _ in spans
                      if i in d["epcs"] and d["type"] == "AggregationEvent"

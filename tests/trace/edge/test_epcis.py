@@ -1,4 +1,4 @@
-"""The EPCIS 2.0 REST binding (services.gateway.trace.epcis_api) end to end, on a live
+"""The EPCIS 2.0 REST binding (services.trace.edge.epcis) end to end, on a live
 embedded network with views: captures signed by the capturing party and relayed to the
 chain, capture jobs, queries and paging, events by ID or hash, webhooks."""
 
@@ -16,16 +16,14 @@ import pytest
 
 from services.gateway.openapi import openapi_document
 from services.gateway.problems import Problem
-from services.gateway.trace.epcis_api import (
-    CAPTURE_EVENTS_MAX,
-    EpcisApi,
-    WebhookLimits,
-    parse_event_query,
-)
 from services.ledger.core.crypto import PrivateKey
-from services.trace import epcis, eventhash, identifiers
-from tests.api.conftest import LiveNetwork
-from tests.api.epcis_helpers import (
+from services.trace import epcis, epcis_values, eventhash, identifiers
+from services.trace.edge.epcis.api import EpcisApi
+from services.trace.edge.epcis.binding import CAPTURE_EVENTS_MAX
+from services.trace.edge.epcis.query import parse_event_query
+from services.trace.edge.epcis.webhooks import WebhookLimits
+from tests.live import LiveNetwork
+from tests.trace.edge.epcis_helpers import (
     Epcis,
     Receiver,
     document,
@@ -53,9 +51,9 @@ def epcis_server(live: LiveNetwork) -> Iterator[Epcis]:
     policies middlewares, same gateway, same loop)."""
     chain = set_up_chain(live)
     node = live.network.nodes["gateway"]
-    gateway = node.gateway
-    assert gateway is not None
-    wired = find_wired(gateway)
+    assert node.gateway is not None
+    gateway = node.gateway.api
+    wired = find_wired(node)
     if wired is not None and http("GET", live.url + "/epcis/events").status != 404:
         yield Epcis(live.url, wired, chain)
         return
@@ -280,7 +278,7 @@ def _finished(e: Epcis, key: PrivateKey, job_id: str) -> dict[str, Any] | None:
 
 
 async def _relay(api: EpcisApi, request: dict[str, Any]) -> str:
-    return api.relay_capture(request, "rollback").capture_id
+    return api.captures.relay_capture(request, "rollback").capture_id
 
 
 def test_capture_job_errors(epcis_server: Epcis) -> None:
@@ -325,10 +323,10 @@ def test_query_parameters(epcis_server: Epcis, story: dict[str, Any]) -> None:
                                                       "receive"}),
         ("EQ_disposition=in_transit", {"ship"}),
         ("EQ_disposition=urn:epcglobal:cbv:disp:in_progress", {"pack", "receive"}),
-        (f"GE_eventTime={epcis.format_time(t0 + 1_000)}"
-         f"&LT_eventTime={epcis.format_time(t0 + 3_000)}", {"pack", "ship"}),
+        (f"GE_eventTime={epcis_values.format_time(t0 + 1_000)}"
+         f"&LT_eventTime={epcis_values.format_time(t0 + 3_000)}", {"pack", "ship"}),
         (f"GE_eventTime={quote('1970-01-01T08:00:00+08:00')}"
-         f"&LT_eventTime={epcis.format_time(t0 + 1)}", {"commission"}),
+         f"&LT_eventTime={epcis_values.format_time(t0 + 1)}", {"commission"}),
         (f"MATCH_epc={s1}", {"commission", "pack"}),  # epcList and childEPCs
         (f"MATCH_epc={identifiers.to_digital_link(s1)}", {"commission", "pack"}),
         (f"MATCH_epc={pallet}", {"ship", "receive"}),  # not the packing: parentID
@@ -370,7 +368,7 @@ def test_query_document_and_refusals(epcis_server: Epcis, story: dict[str, Any])
     doc = answer.json
     assert doc["@context"] == ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"]
     assert doc["type"] == "EPCISQueryDocument" and doc["schemaVersion"] == "2.0"
-    assert epcis.parse_time(doc["creationDate"]) > 0
+    assert epcis_values.parse_time(doc["creationDate"]) > 0
     assert doc["epcisBody"]["queryResults"]["queryName"] == "SimpleEventQuery"
     for query, code in (("EQ_color=red", "query_parameter"),
                         ("EQ_bizStep=teleporting", "query_parameter"),
@@ -527,7 +525,7 @@ def _webhook(e: Epcis, receiver: Receiver, maker: Any, carrier: Any) -> None:
     try:
         job = e.finished_job(maker.key, e.capture(maker.key, document(commission(3))))
         assert job["success"], job
-        fresh = EpcisApi(e.api.gateway, webhook_limits=WebhookLimits(loopback_allowed=True))
+        fresh = EpcisApi(e.api.host, webhook_limits=WebhookLimits(loopback_allowed=True))
         e.live.run(fresh.start())
         try:
             wait_until(lambda: len(delivered()) >= 3, timeout=30)
@@ -580,7 +578,7 @@ def test_report_if_empty(epcis_server: Epcis) -> None:
                     encode({"dest": receiver.url, "signatureToken": token, "stream": True,
                             "reportIfEmpty": True}))
     assert answer.status == 201
-    quick = EpcisApi(e.api.gateway, webhook_limits=WebhookLimits(
+    quick = EpcisApi(e.api.host, webhook_limits=WebhookLimits(
         poll_interval_s=0.1, report_if_empty_interval_s=0.3, loopback_allowed=True))
     e.live.run(quick.start())
     try:
@@ -624,7 +622,7 @@ def test_webhooks_may_not_target_internal_addresses(dest: str) -> None:
     """Found in review (SSRF): a subscriber could make the gateway POST to the cloud
     metadata service, the broker's management API or the node's admin port."""
     from services.gateway.problems import Problem
-    from services.gateway.trace.epcis_api import _check_dest
+    from services.trace.edge.epcis.resolver import check_dest as _check_dest
 
     with pytest.raises(Problem) as refused:
         _check_dest(dest)
@@ -634,7 +632,8 @@ def test_webhooks_may_not_target_internal_addresses(dest: str) -> None:
 def test_the_delivery_resolver_refuses_names_of_internal_addresses() -> None:
     import asyncio
 
-    from services.gateway.trace.epcis_api import PublicResolver, _check_dest, address_allowed
+    from services.trace.edge.epcis.resolver import PublicResolver, address_allowed
+    from services.trace.edge.epcis.resolver import check_dest as _check_dest
 
     async def resolve(host: str, loopback: bool) -> object:
         resolver = PublicResolver(loopback_allowed=loopback)
@@ -669,14 +668,14 @@ def test_deliveries_pause_when_the_owner_key_is_revoked() -> None:
     state = [chain.state]
     gateway = types.SimpleNamespace(chain=types.SimpleNamespace(
         view=lambda: StateView(state[0])))
-    api = EpcisApi(gateway)  # type: ignore[arg-type]
+    api = EpcisApi(gateway)
     sub = {"owner_key": key.key_id, "owner": org}
-    assert api._owner_inactive(sub) is None
-    assert str(api._owner_inactive({**sub, "owner": "someone-else"})).startswith(
+    assert api.webhooks.owner_inactive(sub) is None
+    assert str(api.webhooks.owner_inactive({**sub, "owner": "someone-else"})).startswith(
         "owner_key_inactive")
     chain.block([chain.tx(key, "consortium.revoke_key", {"key_id": key.key_id})])
     state[0] = chain.state
-    assert str(api._owner_inactive(sub)).startswith("owner_key_inactive")
+    assert str(api.webhooks.owner_inactive(sub)).startswith("owner_key_inactive")
 
 
 def test_errors_name_their_epcis_exception(epcis_server: Epcis) -> None:
@@ -692,12 +691,12 @@ def test_errors_name_their_epcis_exception(epcis_server: Epcis) -> None:
 
 
 def test_served_events_carry_the_chains_record_time_and_an_event_id() -> None:
-    from services.gateway.trace.epcis_api import stored_event
+    from services.trace.edge.epcis.query import stored_event
 
     doc = {"event": {"type": "ObjectEvent", "recordTime": "2001-01-01T00:00:00Z"},
            "recordTime": 1_767_225_600_000, "event_hash": "ni:///sha-256;ab?ver=CBV2.0"}
     served = stored_event(doc)
-    assert served["recordTime"] == epcis.format_time(1_767_225_600_000)
+    assert served["recordTime"] == epcis_values.format_time(1_767_225_600_000)
     assert served["eventID"] == "ni:///sha-256;ab?ver=CBV2.0"
 
 
@@ -788,7 +787,8 @@ def test_sensor_values_as_json_numbers_are_exact(epcis_server: Epcis) -> None:
 
 
 def test_no_captured_string_can_pose_as_a_served_number() -> None:
-    from services.gateway.trace.epcis_api import _dumps, numbers_as_numbers
+    from services.trace.edge.epcis.binding import dumps as _dumps
+    from services.trace.edge.epcis.binding import numbers_as_numbers
 
     crafted = 'a"\x00\x01n:5\x01\x00'
     event = numbers_as_numbers({"ex:note": crafted, "quantityList": [
@@ -802,7 +802,7 @@ def test_no_captured_string_can_pose_as_a_served_number() -> None:
                                   "https://[::127.0.0.1]/"])
 def test_ipv6_forms_embedding_ipv4_are_not_public(dest: str) -> None:
     from services.gateway.problems import Problem
-    from services.gateway.trace.epcis_api import _check_dest
+    from services.trace.edge.epcis.resolver import check_dest as _check_dest
 
     with pytest.raises(Problem):
         _check_dest(dest)

@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from services.gateway.trace.epcis_api import EpcisApi
 from services.ledger.core.crypto import PrivateKey
 from services.sdk import httpsig
 from services.trace import identifiers
-from tests.api.conftest import LiveNetwork
+from services.trace.edge.epcis.api import EpcisApi
+from tests.live import LiveNetwork
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 GTIN = "06901234000016"  # company prefix 6901234 (7 digits), item reference 00001
@@ -256,15 +256,11 @@ class Epcis:
         wait_until(all_there, timeout)
 
 
-def find_wired(gateway: Any) -> EpcisApi | None:
-    """The EpcisApi the gateway serves itself, once it is wired into the main app."""
-    for domain in getattr(gateway, "domains", []):
-        if isinstance(domain, EpcisApi):
-            return domain
-        for value in vars(domain).values():
-            if isinstance(value, EpcisApi):
-                return value
-    return None
+def find_wired(node: Any) -> EpcisApi | None:
+    """The EpcisApi the gateway serves itself (its trace plugin's)."""
+    host = getattr(node, "gateway", None)
+    plugin = None if host is None else host.plugins.get("trace")
+    return None if plugin is None else plugin.epcis
 
 
 async def serve(api: EpcisApi, resolve_key: Callable[[str], bytes | None]
