@@ -32,10 +32,11 @@ from services.gateway.views.schema import PLATFORM_VIEWS, ViewSpec, compose
 from services.ledger.core.contract import Contract
 from services.ledger.core.execution import Application
 from services.ledger.core.notary import NotaryContract
+from services.privacy.contract import PrivacyContract
 from services.trace import edge as trace_edge
 from services.trace.contract import TraceContract
 
-__all__ = ["COMPOSITIONS", "DOMAINS", "Domain", "build_application", "event_catalogue",
+__all__ = ["COMPOSITIONS", "DOMAINS", "LATEST", "Domain", "build_application", "event_catalogue",
            "view_specs"]
 
 
@@ -53,7 +54,11 @@ DOMAINS: tuple[Domain, ...] = (
 #: version -> a factory of that version's contracts, in execution order
 COMPOSITIONS: dict[int, Callable[[], Sequence[Contract]]] = {
     1: lambda: [NotaryContract(), TraceContract()],
+    2: lambda: [NotaryContract(), TraceContract(), PrivacyContract()],  # + the vault
 }
+#: what a new chain's genesis runs from height 1 (an existing chain moves to it by a
+#: governance upgrade)
+LATEST = max(COMPOSITIONS)
 
 
 def build_application() -> Application:

@@ -104,9 +104,13 @@ def assemble_genesis(members: dict[str, Any]) -> Genesis:
         for member in org.get("members", []):
             gkeys.append(GenesisKey(bytes.fromhex(member), org["id"], ("member",)))
     genesis_time = members.get("genesis_time") or time.time_ns() // 1_000_000
+    from services.composition import LATEST
+
+    # a new consortium starts on the latest composition (members.yaml may pin another)
     return Genesis(chain_id=members["chain_id"], genesis_time=int(genesis_time),
                    params=ChainParams(), organisations=tuple(orgs), keys=tuple(gkeys),
-                   validators=ValidatorSet.of(validators))
+                   validators=ValidatorSet.of(validators),
+                   composition=int(members.get("composition", LATEST)))
 
 
 def genesis_bytes(genesis: Genesis) -> bytes:

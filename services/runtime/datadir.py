@@ -114,10 +114,14 @@ def bench_client_key(index: int) -> PrivateKey:
 
 
 def ensure_genesis(data: DataDir, *, chain_id: str = CHAIN_ID,
-                   genesis_time: int | None = None, bench_clients: int = 0) -> Genesis:
-    """Load the data directory's genesis, creating keys and genesis when absent."""
+                   genesis_time: int | None = None, bench_clients: int = 0,
+                   composition: int | None = None) -> Genesis:
+    """Load the data directory's genesis, creating keys and genesis when absent (a new
+    chain runs the latest composition this code knows, unless ``composition`` says)."""
     if data.genesis_path.exists():
         return load_genesis(data)
+    from services.composition import LATEST
+
     orgs, gkeys, validators = [], [], []
     for service, org_id, name, roles in VALIDATOR_SERVICES:
         node = keys.load_or_create(data.node_key(service))
@@ -141,7 +145,8 @@ def ensure_genesis(data: DataDir, *, chain_id: str = CHAIN_ID,
                       genesis_time=genesis_time if genesis_time is not None
                       else time.time_ns() // 1_000_000,
                       params=ChainParams(), organisations=tuple(orgs), keys=tuple(gkeys),
-                      validators=ValidatorSet.of(validators))
+                      validators=ValidatorSet.of(validators),
+                      composition=LATEST if composition is None else composition)
     tmp = data.genesis_path.with_suffix(".tmp")
     tmp.write_bytes(encode_unchecked(genesis.to_wire()))
     with tmp.open("rb") as f:

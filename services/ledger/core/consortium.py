@@ -139,6 +139,8 @@ def genesis_writes(genesis: Genesis) -> list[tuple[str, Any]]:
                           _new_key(v.key_id, v.public_key, v.org, ("node",), 0))
     writes[f"{NAME}/validators"] = genesis.validators.to_wire()
     writes[f"{NAME}/validators_pending"] = []
+    if genesis.composition != 1:  # a chain born on a later composition records it
+        writes[f"{NAME}/composition"] = {"version": genesis.composition, "since": 0}
     return sorted(writes.items())
 
 

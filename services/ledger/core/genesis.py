@@ -34,6 +34,7 @@ ORGS_MAX = 10_000
 _GENESIS_KEYS = frozenset({"chain_id", "genesis_time", "params", "organisations", "keys",
                            "validators"})
 _ORG_KEYS = frozenset({"id", "name", "roles"})
+COMPOSITION_MAX = 1_000_000
 _KEY_KEYS = frozenset({"public_key", "org", "permissions"})
 _VALIDATOR_KEYS = frozenset({"public_key", "power", "org"})
 KEYS_MAX = 100_000
@@ -98,11 +99,17 @@ class Genesis:
     organisations: tuple[GenesisOrg, ...]
     keys: tuple[GenesisKey, ...]
     validators: ValidatorSet
+    #: the composition version the chain runs from height 1 (services.composition); 1 is
+    #: left out of the wire form, so genesis documents from before versions keep their hash
+    composition: int = 1
     hash: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not CHAIN_ID_RE.match(self.chain_id):
             raise EncodingError(f"chain id {self.chain_id!r} is not valid")
+        if not isinstance(self.composition, int) or isinstance(self.composition, bool) \
+                or not 1 <= self.composition <= COMPOSITION_MAX:
+            raise EncodingError(f"composition must be 1..{COMPOSITION_MAX}")
         org_ids = {o.id for o in self.organisations}
         if len(org_ids) != len(self.organisations):
             raise EncodingError("organisation ids must be unique")
@@ -124,6 +131,12 @@ class Genesis:
                                                      encode_unchecked(self.to_wire())))
 
     def to_wire(self) -> dict[str, Any]:
+        wire = self._wire()
+        if self.composition != 1:
+            wire["composition"] = self.composition
+        return wire
+
+    def _wire(self) -> dict[str, Any]:
         return {
             "chain_id": self.chain_id,
             "genesis_time": self.genesis_time,
@@ -146,7 +159,10 @@ class Genesis:
     def from_wire(cls, obj: object) -> Genesis:
         """Strict: unknown or missing fields are refused, so that two documents that
         differ in any byte can never share a genesis hash."""
-        d = require_keys(obj, _GENESIS_KEYS, "genesis")
+        if isinstance(obj, dict) and "composition" in obj:
+            d = require_keys(obj, _GENESIS_KEYS | {"composition"}, "genesis")
+        else:
+            d = require_keys(obj, _GENESIS_KEYS, "genesis")
         orgs = []
         for item in get_list(d, "organisations", size_max=ORGS_MAX):
             o = require_keys(item, _ORG_KEYS, "genesis organisation")
@@ -172,6 +188,7 @@ class Genesis:
             organisations=tuple(orgs),
             keys=tuple(keys),
             validators=ValidatorSet.of(validators),
+            composition=get_int(d, "composition", lo=1) if "composition" in d else 1,
         )
         if genesis.to_wire() != d:
             raise EncodingError("genesis is not in canonical form (order of validators, "

@@ -32,7 +32,7 @@ class Testnet:
 
 def make_testnet(*, validators: int = 4, clients: int = 4, observers: int = 0,
                  chain_id: str = "ecosphere-sim", params: ChainParams | None = None,
-                 label: str = "sim") -> Testnet:
+                 label: str = "sim", composition: int = 1) -> Testnet:
     orgs: list[GenesisOrg] = []
     for i in range(validators):
         org_id, name, roles = VALIDATOR_ORGS[i] if i < len(VALIDATOR_ORGS) else (
@@ -51,5 +51,5 @@ def make_testnet(*, validators: int = 4, clients: int = 4, observers: int = 0,
                             for i, k in enumerate(vkeys)])
     genesis = Genesis(chain_id=chain_id, genesis_time=GENESIS_TIME,
                       params=params or ChainParams(), organisations=tuple(orgs),
-                      keys=tuple(keys), validators=vset)
+                      keys=tuple(keys), validators=vset, composition=composition)
     return Testnet(genesis, vkeys, akeys, ckeys, okeys)
