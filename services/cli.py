@@ -93,7 +93,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         url = configured or DEFAULT_AMQP_URL
         if args.embedded or (not configured and not await broker_answers(url)):
             return await _up_embedded(args, data, stop)
-        return await _up_processes(args, data, genesis, url, stop)
+        return await _up_processes(args, data, genesis, url, stop, lock_fd=lock.fileno())
 
     print(f"ecosphere: chain {genesis.chain_id}, genesis {genesis.hash.hex()[:16]}, "
           f"data in {data.root}", flush=True)
@@ -104,7 +104,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 async def _up_processes(args: argparse.Namespace, data: DataDir, genesis: Genesis, url: str,
-                        stop: asyncio.Event) -> int:
+                        stop: asyncio.Event, *, lock_fd: int | None = None) -> int:
     import asyncio
     import os
 
@@ -117,30 +117,33 @@ async def _up_processes(args: argparse.Namespace, data: DataDir, genesis: Genesi
     # or exchanges (the operator may still name one with ECOSPHERE_AMQP__PREFIX).
     prefix = os.environ.get("ECOSPHERE_AMQP__PREFIX") or network_prefix(genesis)
     network = ProcessNetwork(data, args.port, url, prefix=prefix,
-                             status_path=data.root / "up.json")
+                             status_path=data.root / "up.json", lock_fd=lock_fd)
     print(f"ecosphere: five services as processes over RabbitMQ at {_redact(url)} "
           f"(topology prefix {prefix}); logs in <data>/<service>/service.log", flush=True)
-    await network.start()
-    gateway = f"http://127.0.0.1:{args.port}"
-    print(f"ecosphere: gateway at {gateway} (Ctrl-C stops; a service that dies is "
-          "restarted)", flush=True)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr if "exited" in line or "killed" in line else sys.stdout,
               flush=True)
 
     tasks = []
-    load = LoadStats() if args.load else None
-    if load is not None:
-        tasks.append(asyncio.create_task(drive_load(gateway, keys.load(data.demo_key),
-                                                    args.load, stop, load)))
-    if args.report_s > 0:
-        tasks.append(asyncio.create_task(report(gateway, args.report_s, stop, say, load)))
-    code = await network.supervise(stop, say)
-    stop.set()
-    if tasks:
-        await asyncio.wait(tasks, timeout=10)
-    codes = await network.stop()
+    try:
+        await network.start()
+        gateway = f"http://127.0.0.1:{args.port}"
+        print(f"ecosphere: gateway at {gateway} (Ctrl-C stops; a service that dies is "
+              "restarted)", flush=True)
+        load = LoadStats() if args.load else None
+        if load is not None:
+            tasks.append(asyncio.create_task(drive_load(gateway, keys.load(data.demo_key),
+                                                        args.load, stop, load)))
+        if args.report_s > 0:
+            tasks.append(asyncio.create_task(report(gateway, args.report_s, stop, say,
+                                                    load)))
+        code = await network.supervise(stop, say)
+    finally:  # whatever went wrong here, no child outlives this process unsupervised
+        stop.set()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        codes = await network.stop()
     failed = {s: c for s, c in codes.items() if c not in (0, None)}
     print("ecosphere: stopped cleanly" if not failed else f"ecosphere: exit codes {failed}",
           flush=True)

@@ -160,8 +160,8 @@ class ProposalAction(BaseModel):
     Fields by ``type``: ``set_validators``: ``effective_height``, ``validators``;
     ``grant_roles``/``revoke_roles``: ``org``, ``roles``;
     ``suspend_organisation``/``reinstate_organisation``: ``org``;
-    ``schedule_upgrade``: ``version``, ``height``. The action is recorded as the
-    proposer submitted it (other fields are kept).
+    ``schedule_upgrade``: ``version``, ``height``; ``cancel_upgrade``: ``version``. The
+    action is recorded as the proposer submitted it (other fields are kept).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -223,6 +223,14 @@ class ConsortiumCompositionScheduled(EventData):
 
     version: int = Field(ge=2, description="the composition version to run")
     height: int = Field(ge=1, description="the first height that runs it")
+
+
+class ConsortiumCompositionCancelled(EventData):
+    """Governance withdrew a scheduled composition upgrade before it took effect."""
+
+    version: int = Field(ge=2, description="the composition version no longer scheduled")
+    height: int = Field(ge=1, description="the height it was scheduled for")
+    proposal: ProposalId = Field(description="the proposal that cancelled it")
 
 
 class ConsortiumCompositionUpgraded(EventData):
@@ -317,6 +325,7 @@ PLATFORM_EVENTS = EventCatalogue([
     ("consortium.validators.changed", ConsortiumValidatorsChanged, None),
     ("consortium.composition.scheduled", ConsortiumCompositionScheduled, None),
     ("consortium.composition.upgraded", ConsortiumCompositionUpgraded, None),
+    ("consortium.composition.cancelled", ConsortiumCompositionCancelled, None),
 ])
 
 

@@ -37,6 +37,8 @@ from services.ledger.core.errors import (
     MempoolRejected,
     Rejected,
     TransactionFailed,
+    Unavailable,
+    UpgradeRequired,
 )
 
 __all__ = ["HTTP_STATS", "PROBLEM_JSON", "HttpStats", "HttpStatsCollector", "Problem",
@@ -110,6 +112,11 @@ def problem_from(exc: LedgerError) -> Problem:
         return Problem(422, exc.code, exc.message)
     if isinstance(exc, Rejected):
         return Problem(422 if exc.code != "bad_encoding" else 400, exc.code, exc.message)
+    if isinstance(exc, UpgradeRequired):  # this gateway's code is behind the chain
+        return Problem(503, exc.code, "this gateway halted: the chain runs composition "
+                       f"version {exc.version}, which its code lacks", retry_after_s=60)
+    if isinstance(exc, Unavailable):
+        return Problem(503, exc.code, exc.message, retry_after_s=5)
     return Problem(500, "internal", "internal error")
 
 

@@ -73,18 +73,25 @@ class DataDir:
 
 
 class NetworkInUse(RuntimeError):
-    """Another ``ecosphere up`` runs this data directory's network."""
+    """Another ``ecosphere up`` runs this data directory's network (or its lock cannot be
+    taken at all: an unwritable directory, a file system without locks)."""
 
 
 def lock_network(data: DataDir) -> TextIO:
     """Hold ``<data>/up.lock`` for as long as the returned file stays open: one ``up`` per
     data directory. Raises :class:`NetworkInUse` naming the running one's pid."""
-    data.root.mkdir(parents=True, exist_ok=True)
     path = data.root / "up.lock"
-    handle = path.open("a+")
+    try:
+        data.root.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:
+        raise NetworkInUse(f"cannot use {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as exc:
+        if not isinstance(exc, BlockingIOError):
+            handle.close()
+            raise NetworkInUse(f"cannot lock {path}: {exc.strerror or exc}") from None
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()

@@ -71,6 +71,9 @@ class ProcessNetwork:
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     children: dict[str, ChildState] = field(default_factory=dict)
     status_path: Path | None = None  # where ``supervise`` writes pids and restarts
+    #: the data directory's ``up.lock`` (see datadir.lock_network): every child inherits
+    #: it, so the lock holds until the last of them exits, even if ``up`` itself died
+    lock_fd: int | None = None
 
     def env(self, service: str) -> dict[str, str]:
         env = {**os.environ, **self.extra_env,
@@ -95,7 +98,8 @@ class ProcessNetwork:
         log_file = log_path.open("ab")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.cli", "run", service, env=self.env(service),
-            stdout=log_file, stderr=log_file, start_new_session=True)
+            stdout=log_file, stderr=log_file, start_new_session=True,
+            pass_fds=() if self.lock_fd is None else (self.lock_fd,))
         log_file.close()
         self.procs[service] = proc
         state = self.children.setdefault(service, ChildState())

@@ -129,7 +129,7 @@ class ServiceNode:
         from services.gateway.problems import HTTP_STATS, HttpStats, HttpStatsCollector
 
         s = self.settings
-        expect = expect_handler(s.gateway.body_bytes_max)
+        expect = expect_handler(s.gateway.body_bytes_max, s.gateway.content_codings_max)
         if self.gateway is None:
             app = web.Application(middlewares=[problem_middleware],
                                   client_max_size=s.gateway.body_bytes_max,
@@ -144,7 +144,12 @@ class ServiceNode:
                                              cors_origins=tuple(g.cors_origins),
                                              trusted_proxies=tuple(g.trusted_proxies),
                                              public_base_url=g.public_base_url,
-                                             body_bytes_max=g.body_bytes_max),
+                                             body_bytes_max=g.body_bytes_max,
+                                             content_codings_max=g.content_codings_max,
+                                             gzip_members_max=g.gzip_members_max,
+                                             gzip_empty_members_max=g.gzip_empty_members_max,
+                                             decode_inline_bytes_max=g.decode_inline_bytes_max,
+                                             decodes_max=g.decodes_max),
                                 resolve_key=self.resolve_key)
             app = web.Application(middlewares=policies.middlewares(),
                                   client_max_size=g.body_bytes_max, handler_args=HANDLER_ARGS)
@@ -250,6 +255,7 @@ async def run_service(settings: NodeSettings, stop: asyncio.Event) -> int:
                        events_url=url)
     built.append(node)
     transport.on_publish_failed = node.runner.publish_failed
+    transport.on_connection = node.runner.transport_connected
     # /healthz, /readyz ("not connected") and /metrics answer while the broker is away.
     port = await node.serve_http()
     if not await _connect(transport, stop):  # stopped before the broker came

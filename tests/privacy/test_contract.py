@@ -203,7 +203,7 @@ def test_no_free_text_reaches_the_chain(w: World) -> None:
         "jurisdiction": "DE", "holders": [alice_party(w)],
         "note": "Hauptstrasse 1, Berlin"})
     with pytest.raises(InvalidTransaction) as refused:
-        w.chain.app.check_static(tx, chain_id=w.chain.chain_id, params=w.chain.genesis.params)
+        w.chain.check_static(tx)
     assert refused.value.code == "bad_payload"
     assert "unknown payload fields ['note']" in str(refused.value)
 

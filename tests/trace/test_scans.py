@@ -58,7 +58,7 @@ def recorded(result: Any) -> dict[str, Any]:
 def static_code(s: Scenario, key: PrivateKey, kind: str, payload: dict[str, Any]) -> str:
     tx = s.chain.tx(key, kind, payload, nonce=s.chain.next_nonce(key.key_id))
     with pytest.raises(InvalidTransaction) as refused:
-        s.chain.app.check_static(tx, chain_id=s.chain.chain_id, params=s.chain.genesis.params)
+        s.chain.check_static(tx)
     return refused.value.code
 
 

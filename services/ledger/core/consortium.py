@@ -32,10 +32,12 @@ Who may do what:
   ``validator_change_delay`` heights after the block that approves it, at a
   height boundary, never inside a round.
 * An upgrade of the composition (``schedule_upgrade``: the contracts every
-  replica runs, ``services.composition``) is governance too, and takes effect
-  at a stated height at least ``validator_change_delay`` heights ahead: every
-  replica runs version N below it and N+1 from it; a replica whose code lacks
-  N+1 stops before that height (``UpgradeRequired``) instead of forking.
+  replica runs, ``services.composition``) is governance too, always to the next
+  version (N+1 while N runs: no version is skipped), and takes effect at a stated
+  height at least ``upgrade_delay`` heights ahead: every replica runs version N
+  below it and N+1 from it; a replica whose code lacks N+1 stops before that
+  height (``UpgradeRequired``) instead of forking. A later schedule of the same
+  version moves its height; ``cancel_upgrade`` withdraws it before it takes effect.
 
 This module never does I/O.
 """
@@ -73,7 +75,7 @@ PERMISSIONS = frozenset({"admin", "member", "node"})
 ORG_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 PROPOSAL_ACTIONS = frozenset({"set_validators", "grant_roles", "revoke_roles",
                               "suspend_organisation", "reinstate_organisation",
-                              "schedule_upgrade"})
+                              "schedule_upgrade", "cancel_upgrade"})
 COMPOSITION_VERSION_MAX = 1_000_000
 
 
@@ -415,6 +417,14 @@ def _check_action(ctx: TxContext, action: dict[str, Any]) -> None:
     if kind == "schedule_upgrade":
         _check_upgrade(ctx, action)
         return
+    if kind == "cancel_upgrade":
+        if set(action) != {"type", "version"}:
+            ctx.fail("bad_payload", "cancel_upgrade takes exactly type and version")
+        pending = ctx.get("composition_pending")
+        if pending is None or pending["version"] != action.get("version"):
+            ctx.fail("not_found", f"no upgrade to version {action.get('version')!r} is "
+                                  "scheduled")
+        return
     if kind == "set_validators":
         params = ChainParams.from_wire(ctx.get("params") or {})
         height = action.get("effective_height")
@@ -436,10 +446,10 @@ def _check_upgrade(ctx: TxContext, action: dict[str, Any]) -> None:
     record = ctx.get("composition")
     active = int(record["version"]) if isinstance(record, dict) else 1
     if not isinstance(version, int) or isinstance(version, bool) \
-            or not active < version <= COMPOSITION_VERSION_MAX:
-        ctx.fail("bad_payload", f"version must be an integer above the active composition "
-                                f"{active} (at most {COMPOSITION_VERSION_MAX})")
-    earliest = ctx.height + params.validator_change_delay
+            or version != active + 1 or version > COMPOSITION_VERSION_MAX:
+        ctx.fail("bad_payload", f"version must be {active + 1}, the one after the active "
+                                f"composition {active} (no version is skipped)")
+    earliest = ctx.height + params.upgrade_delay
     if not isinstance(height, int) or isinstance(height, bool) \
             or not earliest <= height <= 2**53 - 1:
         ctx.fail("bad_payload", f"height must be an integer of at least {earliest}: every "
@@ -499,8 +509,18 @@ def _execute_action(ctx: TxContext, action: dict[str, Any], proposal_id: str) ->
         pending.sort(key=lambda p: p["effective_height"])
         ctx.put("validators_pending", pending)
         return
+    if kind == "cancel_upgrade":
+        scheduled = ctx.get("composition_pending")
+        if scheduled is None:  # _check_action found it; a bug if not
+            ctx.fail("not_found", "no upgrade is scheduled")
+        ctx.delete("composition_pending")
+        ctx.emit("consortium.composition.cancelled", {"version": scheduled["version"],
+                                                      "height": scheduled["height"],
+                                                      "proposal": proposal_id})
+        return
     if kind == "schedule_upgrade":
-        # A later schedule replaces an earlier one that has not taken effect yet.
+        # A later schedule (of the same version: _check_upgrade) moves the height of
+        # one that has not taken effect yet.
         ctx.put("composition_pending", {"version": action["version"],
                                         "height": action["height"],
                                         "proposal": proposal_id})

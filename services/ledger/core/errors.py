@@ -17,6 +17,7 @@ corrupt and the replica must stop rather than spread it.
     │   ├── InvalidMessage        a consensus or sync message is malformed or forged
     │   └── MempoolRejected       the mempool will not take the transaction
     ├── UpgradeRequired           the chain runs a composition this code lacks: stop
+    ├── Unavailable               this replica has stopped: try another, or later
     └── InvariantViolation        our own state is corrupt: stop the replica
 """
 
@@ -87,6 +88,12 @@ class UpgradeRequired(LedgerError):
                          f"then restart (the replica catches up from its peers)")
         self.version = version
         self.height = height
+
+
+class Unavailable(LedgerError):
+    """This replica takes no work now (it stopped); nothing about the input is wrong."""
+
+    code = "replica_stopped"
 
 
 class InvariantViolation(LedgerError):

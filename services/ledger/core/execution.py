@@ -131,11 +131,6 @@ class Application:
         latest = self._versions[numbers[-1]]
         #: the latest composition's contracts (the consortium contract first)
         self.contracts: tuple[Contract, ...] = latest.contracts
-        # Static checks know every contract of every version: a kind whose contract is
-        # not active yet passes them, and fails at execution (unknown_kind) instead.
-        self._by_name: dict[str, Contract] = {}
-        for v in numbers:
-            self._by_name.update(self._versions[v].by_name)
         self._precheck_state: StateTree | None = None
         self._precheck_senders: dict[str, _SenderInfo] = {}
 
@@ -150,10 +145,13 @@ class Application:
     # --- static -----------------------------------------------------------------
 
     def check_static(self, tx: Transaction, *, chain_id: str, params: ChainParams,
-                     verify_signature: bool = True) -> None:
+                     composition: _Composition, verify_signature: bool = True) -> None:
+        """Checks needing no state but the composition the transaction's block runs
+        (:meth:`composition`): a contract's static rules may change between versions,
+        and replicas running different code must judge a block alike."""
         check_static(tx, chain_id=chain_id, limits=params.tx_limits,
                      verify_signature=verify_signature)
-        contract = self._by_name.get(tx.contract)
+        contract = composition.by_name.get(tx.contract)
         if contract is None:
             raise InvalidTransaction(f"no contract owns {tx.kind!r}", code="unknown_kind")
         try:

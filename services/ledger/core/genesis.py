@@ -51,6 +51,9 @@ class ChainParams:
     tx_ttl_ms: int = 3_600_000  # a transaction older than this (block time) is refused
     tx_future_ms: int = 600_000  # created this far ahead of block time is refused
     validator_change_delay: int = 2  # a new set takes effect at least this many heights on
+    #: a composition upgrade takes effect at least this many heights after it is approved
+    #: (time for every operator to learn of it and deploy the code)
+    upgrade_delay: int = 50
     proposal_ttl_ms: int = 7 * 24 * 3_600_000
 
     @property

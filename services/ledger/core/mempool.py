@@ -78,6 +78,19 @@ class Mempool:
 
     def add(self, tx: Transaction, next_nonce: int) -> None:
         """Admit a statically valid transaction; ``next_nonce`` is the sender's, committed."""
+        queue = self.check_room(tx, next_nonce)
+        if queue is None:
+            queue = self._by_sender[tx.sender] = {}
+            self._seq += 1
+            self._arrival[tx.sender] = self._seq
+        queue[tx.nonce] = tx
+        self._by_hash[tx.hash] = tx
+        self._by_leaf[tx.leaf] = tx
+        self._bytes += len(tx.wire_bytes)
+
+    def check_room(self, tx: Transaction, next_nonce: int) -> dict[int, Transaction] | None:
+        """Raise :class:`MempoolRejected` if :meth:`add` would refuse ``tx``; its sender's
+        queue otherwise. Cheap, so a replica asks before it pays for the signature."""
         if tx.hash in self._by_hash:
             raise MempoolRejected("transaction already waiting", code="duplicate")
         if tx.nonce < next_nonce:
@@ -98,14 +111,7 @@ class Mempool:
         if len(self._by_hash) >= self.limits.txs_max \
                 or self._bytes + size > self.limits.bytes_max:
             raise MempoolRejected("mempool is full", code="mempool_full")
-        if queue is None:
-            queue = self._by_sender[tx.sender] = {}
-            self._seq += 1
-            self._arrival[tx.sender] = self._seq
-        queue[tx.nonce] = tx
-        self._by_hash[tx.hash] = tx
-        self._by_leaf[tx.leaf] = tx
-        self._bytes += size
+        return queue
 
     def reap(self, next_nonce: Callable[[str], int], txs_max: int,
              bytes_max: int) -> list[Transaction]:

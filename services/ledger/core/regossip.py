@@ -13,7 +13,10 @@ So every locally submitted transaction is scheduled for a re-send
 refused by a proposer) is forgotten when its turn comes. When the transport
 reports that a batch of transactions could not be published, every pending
 transaction becomes due at once (at most once per ``resend_after_ms``: a broker
-that stays away must not turn every tick into a full re-send).
+that stays away must not turn every tick into a full re-send), each keeping its
+backoff. While the transport reports itself disconnected nothing is re-sent (it
+would only fill the transport's outbox); on reconnection everything pending is
+due at once.
 
 Peers drop what they already hold by hash before checking any signature, so a
 re-send to a replica that has the transaction costs it a dictionary lookup.
@@ -54,6 +57,7 @@ class Regossip:
         self._seq = 0
         self._urgent = False
         self._last_urgent = -(2**62)
+        self._paused = False
         self.resent = 0  # transactions re-sent, in all
 
     def __len__(self) -> int:
@@ -73,16 +77,27 @@ class Regossip:
         pending at the next tick."""
         self._urgent = True
 
+    def connection(self, connected: bool) -> None:
+        """The transport lost (False) or regained (True) its broker."""
+        if connected and self._paused:
+            self._urgent = True
+            self._last_urgent = -(2**62)  # the broker is back: everything goes, now
+        self._paused = not connected
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
     def due(self, now: int, pending: Callable[[bytes], Transaction | None]
             ) -> list[Transaction]:
         """Transactions to send again now; ``pending`` answers the mempool's copy (None:
         no longer waiting, so forgotten)."""
         limits = self.limits
+        if self._paused:
+            return []
         if self._urgent and now - self._last_urgent >= limits.resend_after_ms:
             self._urgent = False
             self._last_urgent = now
-            for tx_hash in self._interval:
-                self._interval[tx_hash] = limits.resend_after_ms
             self._heap = [(now, i, h) for i, h in enumerate(self._interval)]
             self._seq = len(self._heap)
         out: list[Transaction] = []

@@ -12,6 +12,7 @@ and performs the actions it returns, in order:
 ``SetTimer``       call ``on_timer(payload)`` after ``delay_ms``
 ``ServeSync``      read certified blocks from the store and answer a peer
 ``TxRejected``     tell whoever waits on a transaction that it will not commit
+``Halt``           the chain needs code this replica lacks: stop (always last)
 =================  ===============================================================
 
 Flow of one proposal: bytes → envelope check (shape, chain, sender is an active
@@ -33,13 +34,16 @@ already verified them, which is the assumption the chain rests on anyway.
 Every message that is refused is counted by reason in ``rejections``; no input
 raises out of :meth:`Replica.on_message`.
 
-This module never does I/O.
+This module never does I/O. It is longer than 800 lines because the replica is one
+state machine whose handlers share its state (tip, mempool, sync and future-message
+buffers): split across modules they would reach into each other's privates.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +89,7 @@ from services.ledger.core.errors import (
     InvariantViolation,
     MempoolRejected,
     Rejected,
+    UpgradeRequired,
 )
 from services.ledger.core.execution import Application, BlockExecution, Rejection
 from services.ledger.core.genesis import ChainParams, Genesis
@@ -187,7 +192,15 @@ class TxRejected:
     message: str
 
 
-Action = PersistWal | Commit | Send | Broadcast | SetTimer | ServeSync | TxRejected
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """The chain reached a composition this code lacks: perform the actions before this
+    one (a decided block above all), then stop (always the last action of a call)."""
+
+    error: UpgradeRequired
+
+
+Action = PersistWal | Commit | Send | Broadcast | SetTimer | ServeSync | TxRejected | Halt
 
 _COMPACT_KEYS = frozenset({"chain_id", "height", "round", "pol_round", "proposer",
                           "signature", "header", "last_commit", "tx_leaves"})
@@ -237,10 +250,13 @@ class Replica:
 
     def start(self, now: int, wal: WalRecord | None = None) -> list[Action]:
         out: list[Action] = []
-        self._from_consensus(
-            self.consensus.start_height(self.height, self.tip.next_validators, now, wal),
-            now, out)
-        out.append(SetTimer(self.config.gossip_interval_ms, GOSSIP))
+        with _halting(out):
+            # a chain already past an upgrade this code lacks: halt before anything else
+            self.app.composition(StateView(self.tip.state), self.height)
+            self._from_consensus(
+                self.consensus.start_height(self.height, self.tip.next_validators, now, wal),
+                now, out)
+            out.append(SetTimer(self.config.gossip_interval_ms, GOSSIP))
         return out
 
     @property
@@ -303,9 +319,11 @@ class Replica:
                           prev_time=tip.time if tip.height > 0 else None,
                           genesis_time=self.genesis.genesis_time,
                           validators=tip.next_validators, prev_validators=tip.validators)
+        composition = self.app.composition(StateView(tip.state), block.height)
         for tx in block.txs:
             try:
                 self.app.check_static(tx, chain_id=self.chain_id, params=tip.params,
+                                      composition=composition,
                                       verify_signature=not certified
                                       and not self.mempool.verified(tx))
             except Rejected as exc:
@@ -331,16 +349,17 @@ class Replica:
 
     def submit(self, tx: Transaction, now: int) -> list[Action]:
         """A transaction from a client: admit it (raises :class:`Rejected`) and gossip it."""
-        self._admit(tx, now)
-        self.regossip.track(tx.hash, now)
-        self._gossip_out.append(tx)
         out: list[Action] = []
-        if len(self._gossip_out) >= self.config.tx_batch_txs_max:
-            self._flush_txs(out)
-        elif not self._flush_pending:
-            self._flush_pending = True
-            out.append(SetTimer(self.config.tx_batch_wait_ms, FLUSH_TXS))
-        self._from_consensus(self.consensus.on_txs_available(now), now, out)
+        with _halting(out):
+            self._admit(tx, now)
+            self.regossip.track(tx.hash, now)
+            self._gossip_out.append(tx)
+            if len(self._gossip_out) >= self.config.tx_batch_txs_max:
+                self._flush_txs(out)
+            elif not self._flush_pending:
+                self._flush_pending = True
+                out.append(SetTimer(self.config.tx_batch_wait_ms, FLUSH_TXS))
+            self._from_consensus(self.consensus.on_txs_available(now), now, out)
         return out
 
     def dry_run(self, tx: Transaction, now: int, *,
@@ -377,9 +396,13 @@ class Replica:
                                   code="too_early")
         if tx.created_at < reference - params.tx_ttl_ms:
             raise MempoolRejected("transaction expired", code="expired")
-        self.app.check_static(tx, chain_id=self.chain_id, params=self.tip.params,
+        tip = self.tip
+        self.app.check_static(tx, chain_id=self.chain_id, params=tip.params,
+                              composition=self.app.composition(StateView(tip.state),
+                                                               tip.height + 1),
                               verify_signature=False)
-        next_nonce = self.app.precheck(self.tip.state, tx)
+        next_nonce = self.app.precheck(tip.state, tx)
+        self.mempool.check_room(tx, next_nonce)
         if not crypto.verify(tx.public_key, tx.signature, tx.hash):
             raise InvalidSignature("transaction signature does not verify")
         self.mempool.add(tx, next_nonce)
@@ -392,11 +415,26 @@ class Replica:
     def _broadcast_txs(self, txs: list[Transaction], out: list[Action]) -> None:
         if self.key is None:
             return
-        step = self.config.tx_batch_txs_max
-        for start in range(0, len(txs), step):
-            body = b'{"txs":[' + b",".join(tx.wire_bytes for tx in txs[start:start + step]) \
-                + b"]}"
-            out.append(Broadcast(seal_bytes(self.key, self.chain_id, "txs", body), "txs"))
+        # Batches stay well inside a receiver's message limit (the envelope's hex and
+        # escaping overhead), by count and by bytes; one transaction always goes.
+        count_max = self.config.tx_batch_txs_max
+        bytes_max = self.config.message_bytes_max // 2
+        batch: list[bytes] = []
+        size = 0
+        for tx in txs:
+            raw = tx.wire_bytes
+            if batch and (len(batch) >= count_max or size + len(raw) + 1 > bytes_max):
+                self._broadcast_batch(batch, out)
+                batch, size = [], 0
+            batch.append(raw)
+            size += len(raw) + 1
+        if batch:
+            self._broadcast_batch(batch, out)
+
+    def _broadcast_batch(self, batch: list[bytes], out: list[Action]) -> None:
+        assert self.key is not None
+        body = b'{"txs":[' + b",".join(batch) + b"]}"
+        out.append(Broadcast(seal_bytes(self.key, self.chain_id, "txs", body), "txs"))
 
     def publish_failed(self, kind: str) -> None:
         """The transport could not publish a message of ``kind``. Consensus messages are
@@ -404,6 +442,11 @@ class Replica:
         from its clients are its responsibility: all pending ones go out again."""
         if kind == "txs":
             self.regossip.publish_failed()
+
+    def transport_connected(self, connected: bool) -> None:
+        """The transport lost (False) or regained (True) the broker: re-gossip waits
+        while it is away, and sends everything pending once it is back."""
+        self.regossip.connection(connected)
 
     # --- network -------------------------------------------------------------------------
 
@@ -423,7 +466,8 @@ class Replica:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             self._reject("malformed")
             return out
-        self._safe_dispatch(env, now, out)
+        with _halting(out):
+            self._safe_dispatch(env, now, out)
         return out
 
     def _reject(self, code: str) -> None:
@@ -665,8 +709,9 @@ class Replica:
                         now: int) -> list[Action]:
         """Adopt a block certified by a quorum (catch-up, tools). Raises InvalidBlock."""
         out: list[Action] = []
-        self._apply_certified(block, certificate, out)
-        self._restart_consensus(now, out)
+        with _halting(out):
+            self._apply_certified(block, certificate, out)
+            self._restart_consensus(now, out)
         return out
 
     def _apply_certified(self, block: Block, certificate: CommitCertificate,
@@ -682,6 +727,11 @@ class Replica:
 
     def on_timer(self, payload: Any, now: int) -> list[Action]:
         out: list[Action] = []
+        with _halting(out):
+            self._on_timer(payload, now, out)
+        return out
+
+    def _on_timer(self, payload: Any, now: int, out: list[Action]) -> None:
         if isinstance(payload, Timeout):
             self._from_consensus(self.consensus.on_timeout(payload, now), now, out)
         elif payload == GOSSIP:
@@ -695,7 +745,6 @@ class Replica:
                 self._peers_ahead.pop(peer, None)  # it did not answer: try another
                 self._sync_snubbed.add(peer)
                 self._continue_sync(peer, out)
-        return out
 
     def _gossip_tick(self, now: int, out: list[Action]) -> None:
         out.append(SetTimer(self.config.gossip_interval_ms, GOSSIP))
@@ -778,6 +827,8 @@ class Replica:
         self._future_senders[env.sender] += 1
 
     def _restart_consensus(self, now: int, out: list[Action]) -> None:
+        # the next height runs a composition this code lacks: halt now, proposer or not
+        self.app.composition(StateView(self.tip.state), self.height)
         self._from_consensus(
             self.consensus.start_height(self.height, self.tip.next_validators, now), now, out)
         future, self._future = self._future, []
@@ -797,3 +848,13 @@ def replay_chain(genesis: Genesis, app: Application,
         height += 1
     return replica.tip
 
+
+@contextlib.contextmanager
+def _halting(out: list[Action]) -> Iterator[None]:
+    """Entry points run under this: a composition this code lacks, met half-way through
+    (say, right after deciding a block), ends the call with :class:`Halt` after the
+    actions already produced instead of dropping them."""
+    try:
+        yield
+    except UpgradeRequired as exc:
+        out.append(Halt(exc))

@@ -71,6 +71,7 @@ class AmqpLimits:
     txs_ttl_ms: int = 600_000
     publish_in_flight_max: int = 512
     outbox_max: int = 20_000
+    outbox_bytes_max: int = 256 * 1024 * 1024
     message_bytes_max: int = 64 * 1024 * 1024
     dedup_ids_max: int = 200_000
     dead_letters_max: int = 10_000
@@ -141,6 +142,9 @@ class AmqpTransport:
         self.stats = TransportStats()
         #: told the kind of every message that could not be published
         self.on_publish_failed: Callable[[str], None] | None = None
+        #: told when the connection to the broker is lost (False) or back (True)
+        self.on_connection: Callable[[bool], None] | None = None
+        self._outbox_bytes = 0
         self._outbox: asyncio.Queue[tuple[str, str, bytes, str]] = asyncio.Queue(
             self.limits.outbox_max)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
@@ -162,12 +166,22 @@ class AmqpTransport:
 
     def _enqueue(self, exchange: str, routing_key: str, data: bytes, kind: str) -> None:
         try:
+            if self._outbox_bytes + len(data) > self.limits.outbox_bytes_max:
+                raise asyncio.QueueFull
             self._outbox.put_nowait((exchange, routing_key, data, kind))
+            self._outbox_bytes += len(data)
         except asyncio.QueueFull:
             # The broker is gone or too slow: counted, and reported to the sender
             # (consensus re-sends what matters, the replica re-gossips transactions).
             self.stats.outbox_dropped += 1
             self._report_failure(kind)
+
+    def _tell_connection(self, connected: bool) -> None:
+        if self.on_connection is not None:
+            try:
+                self.on_connection(connected)
+            except Exception:
+                log.exception("the connection callback failed")
 
     def _report_failure(self, kind: str) -> None:
         if self.on_publish_failed is not None:
@@ -238,9 +252,11 @@ class AmqpTransport:
         self.stats.reconnects += 1
         self.stats.connected = True
         log.warning("amqp reconnected (%d)", self.stats.reconnects)
+        self._tell_connection(True)
 
     def _on_close(self, *_: object) -> None:
         self.stats.connected = False
+        self._tell_connection(False)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -305,6 +321,7 @@ class AmqpTransport:
     async def _publisher(self) -> None:
         while True:
             exchange_name, routing_key, data, kind = await self._outbox.get()
+            self._outbox_bytes -= len(data)
             while len(self._in_flight) >= self.limits.publish_in_flight_max:
                 await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             key = {self.topology.consensus: "consensus", self.topology.txs: "txs",

@@ -26,13 +26,14 @@ from services.ledger.core import crypto
 from services.ledger.core.blocks import Block
 from services.ledger.core.certificate import CommitCertificate
 from services.ledger.core.consensus.messages import PersistWal
-from services.ledger.core.errors import UpgradeRequired
+from services.ledger.core.errors import Unavailable, UpgradeRequired
 from services.ledger.core.execution import Application
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.replica import (
     Action,
     Broadcast,
     Commit,
+    Halt,
     Replica,
     ReplicaConfig,
     Send,
@@ -40,7 +41,6 @@ from services.ledger.core.replica import (
     SetTimer,
     TxRejected,
 )
-from services.ledger.core.state import StateView
 from services.ledger.core.transactions import Transaction
 from services.ledger.node.store import Store, load_tip
 
@@ -91,9 +91,6 @@ class Host:
 
     def start(self) -> None:
         with self._halting():
-            tip = self.replica.tip
-            # a chain already past an upgrade this code lacks: halt before anything else
-            self.replica.app.composition(StateView(tip.state), tip.height + 1)
             self.run(self.replica.start(self.clock(), self.store.wal()))
 
     @contextlib.contextmanager
@@ -118,9 +115,13 @@ class Host:
         return self.replica.last_rejection is None
 
     def submit(self, tx: Transaction) -> None:
-        """Raises :class:`~services.ledger.core.errors.Rejected` for a refused transaction."""
+        """Raises :class:`~services.ledger.core.errors.Rejected` for a refused transaction,
+        and never accepts one silently once stopped (:class:`UpgradeRequired` if it
+        halted, :class:`Unavailable` otherwise)."""
         if self.stopped:
-            return
+            if self.halted is not None:
+                raise self.halted
+            raise Unavailable("this replica has stopped")
         with self._halting():
             self.run(self.replica.submit(tx, self.clock()))
 
@@ -128,6 +129,11 @@ class Host:
         """The transport could not publish a message of ``kind`` (see Replica.publish_failed)."""
         if not self.stopped:
             self.replica.publish_failed(kind)
+
+    def transport_connected(self, connected: bool) -> None:
+        """The transport lost or regained its broker (see Replica.transport_connected)."""
+        if not self.stopped:
+            self.replica.transport_connected(connected)
 
     def _timer(self, payload: Any) -> None:
         if not self.stopped:
@@ -168,6 +174,8 @@ class Host:
         elif isinstance(action, TxRejected):
             for rejected in self.listeners.rejected:
                 rejected(action)
+        elif isinstance(action, Halt):
+            raise action.error  # every action before it is done; _halting stops the host
 
     def _serve_sync(self, action: ServeSync) -> None:
         if self.replica.key is None:

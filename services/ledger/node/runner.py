@@ -93,6 +93,10 @@ class NodeRunner:
         """The transport's report of a message it could not publish."""
         self.guard(lambda: self.host.publish_failed(kind))
 
+    def transport_connected(self, connected: bool) -> None:
+        """The transport's report that it lost or regained the broker."""
+        self.guard(lambda: self.host.transport_connected(connected))
+
     def guard(self, fn: Callable[[], Any]) -> None:
         """Run ``fn``; a broken invariant stops this replica (corrupt state must not spread)."""
         if self.host.stopped:

@@ -48,7 +48,12 @@ from services.ledger.core.certificate import Vote
 from services.ledger.core.consensus.tendermint import TimeoutParams
 from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.encoding import decode, encode_unchecked
-from services.ledger.core.errors import LedgerError, UpgradeRequired
+from services.ledger.core.errors import (
+    LedgerError,
+    Rejected,
+    Unavailable,
+    UpgradeRequired,
+)
 from services.ledger.core.execution import Application
 from services.ledger.core.notary import NotaryContract
 from services.ledger.core.replica import ChainTip, Commit, Replica, ReplicaConfig
@@ -419,7 +424,7 @@ class Simulation:
     def _submit(self, tx: Transaction, node: SimNode) -> None:
         if node.host is None or not node.up:
             return
-        with contextlib.suppress(LedgerError):  # refused: clients retry elsewhere
+        with node.halting(), contextlib.suppress(Rejected, Unavailable):  # clients retry
             node.host.submit(tx)
 
     def _submit_random(self, tx: Transaction) -> None:

@@ -25,7 +25,7 @@ import pytest_asyncio
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
-from services.composition import COMPOSITIONS
+from services.composition import COMPOSITIONS, event_catalogue
 from services.gateway import events as ev
 from services.gateway.event_schemas import (
     PLATFORM_EVENTS,
@@ -46,6 +46,7 @@ from services.ledger.sim.simulator import SimConfig, Simulation
 from services.ledger.sim.testnet import make_testnet
 
 AMQP_URL = os.environ.get("ECOSPHERE_TEST_AMQP_URL", DEFAULT_AMQP_URL)
+CATALOGUE = event_catalogue()  # the gateway's: every domain's partner events
 
 
 # --- chains to publish ---------------------------------------------------------------------
@@ -86,10 +87,12 @@ class GovernanceChain:
 
 
 def governance_chain() -> GovernanceChain:
-    testnet = make_testnet(params=ChainParams(proposal_ttl_ms=120_000))
+    testnet = make_testnet(params=ChainParams(proposal_ttl_ms=120_000, upgrade_delay=2))
     genesis = testnet.genesis
-    # this code knows a version 2 of the composition, so the chain can upgrade to it
-    app = Application.versioned({1: COMPOSITIONS[1](), 2: COMPOSITIONS[1]()})
+    # this code knows versions 2 and 3 of the composition, so the chain can upgrade to 2
+    # and schedule (then cancel) 3
+    app = Application.versioned({1: COMPOSITIONS[1](), 2: COMPOSITIONS[1](),
+                                 3: COMPOSITIONS[1]()})
     state = app.genesis_state(genesis)
     blocks: list[tuple[Block, list[Event]]] = []
     nonces: dict[str, int] = {}
@@ -151,6 +154,12 @@ def governance_chain() -> GovernanceChain:
     block([], t0 + 3_000)  # 4: the new validator set is installed at its end
     # 5 (below) runs composition version 2: its begin-block hook says so
     block([], t0 + 1_000 + 120_000)  # 5: the grant proposal expires
+    for action in ({"type": "schedule_upgrade", "version": 3, "height": 50},
+                   {"type": "cancel_upgrade", "version": 3}):  # 6-9: scheduled, cancelled
+        proposal = tx(a[0], "consortium.propose", {"action": action})
+        block([proposal], clock[0] + 1_000)
+        block([tx(k, "consortium.approve", {"proposal": proposal.hash.hex()})
+               for k in (a[1], a[2])], clock[0] + 1_000)
     return GovernanceChain(blocks)
 
 
@@ -206,7 +215,7 @@ def test_transaction_event_as_cloudevent(sim_store):
     height, event, block = all_events(sim_store)[3]
     assert event.tx_index is not None
     tx = block.txs[event.tx_index]
-    ce = ev.to_cloudevent(event, block=block, chain_id="ecosphere-sim")
+    ce = ev.to_cloudevent(event, block=block, chain_id="ecosphere-sim", catalogue=CATALOGUE)
     assert ce.get_id() == f"{tx.hash.hex()}:{event.index}"
     assert ce.get_source() == "/ecosphere/ecosphere-sim"
     assert ce.get_type() == event.type == "notary.document.anchored"
@@ -232,7 +241,8 @@ def test_block_hook_event_is_identified_by_the_block_hash(governance):
     hooks = [(e, b) for e, b in governance.events if e.tx_index is None]
     assert len(hooks) == 3  # validators changed, composition upgraded, proposal expired
     for event, block in hooks:
-        ce = ev.to_cloudevent(event, block=block, chain_id=block.header.chain_id)
+        ce = ev.to_cloudevent(event, block=block, chain_id=block.header.chain_id,
+                              catalogue=CATALOGUE)
         assert ce.get_id() == f"{block.hash.hex()}:{event.index}"
         assert ce.get_extension("txhash") is None
         assert "txhash" not in ev.to_structured(ce)
@@ -245,7 +255,8 @@ def test_ids_are_unique_and_stable(governance, sim_store):
     ids = [ev.event_id(e, b) for e, b in pairs]
     assert len(set(ids)) == len(ids)
     # the same event read again (another replica's store, a restart) has the same id
-    again = [ev.to_cloudevent(e, block=b, chain_id="x").get_id() for e, b in pairs]
+    again = [ev.to_cloudevent(e, block=b, chain_id="x",
+                              catalogue=CATALOGUE).get_id() for e, b in pairs]
     assert again == ids
 
 
@@ -253,7 +264,7 @@ def test_several_events_of_one_transaction_share_its_hash(governance):
     # the third approval executes the proposal: two events of one transaction
     by_tx: dict[str, list[str]] = {}
     for event, block in governance.events:
-        ce = ev.to_cloudevent(event, block=block, chain_id="c")
+        ce = ev.to_cloudevent(event, block=block, chain_id="c", catalogue=CATALOGUE)
         if event.tx_index is not None:
             by_tx.setdefault(ce.get_extension("txhash"), []).append(ce.get_id())
     multi = [ids for ids in by_tx.values() if len(ids) > 1]
@@ -267,7 +278,7 @@ def test_several_events_of_one_transaction_share_its_hash(governance):
 
 @pytest.fixture(scope="module")
 def sample(governance) -> list[ev.CloudEvent]:
-    return [ev.to_cloudevent(e, block=b, chain_id=b.header.chain_id)
+    return [ev.to_cloudevent(e, block=b, chain_id=b.header.chain_id, catalogue=CATALOGUE)
             for e, b in governance.events]
 
 
@@ -321,7 +332,8 @@ def expected_ids(store: ev.EventSource, from_height: int = 1) -> list[str]:
 def walk(store: ev.EventSource, limit: int, from_height: int = 1,
          after: str | None = None) -> Iterator[list[dict[str, Any]]]:
     while True:
-        page, cursor = ev.replay(store, from_height=from_height, after=after, limit=limit)
+        page, cursor = ev.replay(store, from_height=from_height, after=after, limit=limit,
+                                 catalogue=CATALOGUE)
         assert len(page) <= limit
         yield page
         if len(page) < limit:
@@ -375,26 +387,28 @@ def test_replay_includes_block_hook_events(governance):
 
 
 def test_replay_cursor_forms(sim_store):
-    first, cursor = ev.replay(sim_store, from_height=1, limit=5)
+    first, cursor = ev.replay(sim_store, from_height=1, limit=5, catalogue=CATALOGUE)
     assert cursor == f"{first[-1]['height']}/{first[-1]['id']}"
-    rest, _ = ev.replay(sim_store, from_height=1, after=cursor, limit=3)
+    rest, _ = ev.replay(sim_store, from_height=1, after=cursor, limit=3, catalogue=CATALOGUE)
     # a bare event id, looked for from from_height = its height (the extension)
     bare, bare_cursor = ev.replay(sim_store, from_height=first[-1]["height"],
-                                  after=first[-1]["id"], limit=3)
+                                  after=first[-1]["id"], limit=3, catalogue=CATALOGUE)
     assert bare == rest
     assert bare_cursor == f"{rest[-1]['height']}/{rest[-1]['id']}"
     # a bare id found by scanning from an earlier height
-    scanned, _ = ev.replay(sim_store, from_height=1, after=first[-1]["id"], limit=3)
+    scanned, _ = ev.replay(sim_store, from_height=1, after=first[-1]["id"], limit=3,
+                           catalogue=CATALOGUE)
     assert scanned == rest
     # from_height beyond the cursor wins
-    later, _ = ev.replay(sim_store, from_height=30, after=cursor, limit=3)
+    later, _ = ev.replay(sim_store, from_height=30, after=cursor, limit=3, catalogue=CATALOGUE)
     assert later[0]["height"] == 30 or later[0]["height"] > 30
     assert [i["id"] for i in later] == expected_ids(sim_store, 30)[:3]
 
 
 def test_replay_names_the_chain_it_is_asked_for(sim_store):
-    default, _ = ev.replay(sim_store, from_height=1, limit=2)
-    named, _ = ev.replay(sim_store, from_height=1, limit=2, chain_id="ecosphere-sim")
+    default, _ = ev.replay(sim_store, from_height=1, limit=2, catalogue=CATALOGUE)
+    named, _ = ev.replay(sim_store, from_height=1, limit=2, chain_id="ecosphere-sim",
+                         catalogue=CATALOGUE)
     assert default == named
     assert {i["source"] for i in default} == {"/ecosphere/ecosphere-sim"}
 
@@ -402,9 +416,10 @@ def test_replay_names_the_chain_it_is_asked_for(sim_store):
 def test_replay_at_the_tip_keeps_the_cursor(sim_store):
     items = [item for page in walk(sim_store, 1000) for item in page]
     cursor = f"{items[-1]['height']}/{items[-1]['id']}"
-    page, again = ev.replay(sim_store, from_height=1, after=cursor, limit=10)
+    page, again = ev.replay(sim_store, from_height=1, after=cursor, limit=10, catalogue=CATALOGUE)
     assert page == [] and again == cursor
-    assert ev.replay(sim_store, from_height=sim_store.height() + 1, limit=10) == ([], None)
+    assert ev.replay(sim_store, from_height=sim_store.height() + 1, limit=10,
+                     catalogue=CATALOGUE) == ([], None)
 
 
 @pytest.mark.parametrize("after", [
@@ -412,24 +427,25 @@ def test_replay_at_the_tip_keeps_the_cursor(sim_store):
 ])
 def test_replay_refuses_unknown_cursors(sim_store, after):
     with pytest.raises(ValueError):
-        ev.replay(sim_store, from_height=1, after=after, limit=5)
+        ev.replay(sim_store, from_height=1, after=after, limit=5, catalogue=CATALOGUE)
 
 
 def test_replay_refuses_a_cursor_at_the_wrong_height(sim_store):
-    _, cursor = ev.replay(sim_store, from_height=1, limit=3)
+    _, cursor = ev.replay(sim_store, from_height=1, limit=3, catalogue=CATALOGUE)
     assert cursor is not None
     height, ident = cursor.split("/")
     with pytest.raises(ValueError):
-        ev.replay(sim_store, from_height=1, after=f"{int(height) + 1}/{ident}", limit=5)
+        ev.replay(sim_store, from_height=1, after=f"{int(height) + 1}/{ident}", limit=5,
+                  catalogue=CATALOGUE)
     with pytest.raises(ValueError):  # a bare id is looked for from from_height on only
-        ev.replay(sim_store, from_height=int(height) + 1, after=ident, limit=5)
+        ev.replay(sim_store, from_height=int(height) + 1, after=ident, limit=5, catalogue=CATALOGUE)
 
 
 @pytest.mark.parametrize("kwargs", [{"from_height": 0, "limit": 5},
                                     {"from_height": 1, "limit": 0}])
 def test_replay_refuses_bad_arguments(sim_store, kwargs):
     with pytest.raises(ValueError):
-        ev.replay(sim_store, **kwargs)
+        ev.replay(sim_store, **kwargs, catalogue=CATALOGUE)
 
 
 # --- the checkpoint ------------------------------------------------------------------------
@@ -452,7 +468,7 @@ async def test_publisher_refuses_another_chains_checkpoint(tmp_path, sim_store):
     path = tmp_path / "events.checkpoint"
     ev.write_checkpoint(path, ev.Checkpoint(5, "00" * 32))
     publisher = ev.EventPublisher(sim_store, url="amqp://guest:guest@127.0.0.1:1/",
-                                  checkpoint_path=path)
+                                  checkpoint_path=path, catalogue=CATALOGUE)
     with pytest.raises(ev.CheckpointMismatch):
         await publisher.run(asyncio.Event())
 
@@ -461,7 +477,7 @@ async def test_publisher_refuses_another_chains_checkpoint(tmp_path, sim_store):
 async def test_publisher_without_broker_backs_off_and_stops(tmp_path, sim_store):
     publisher = ev.EventPublisher(sim_store, url="amqp://guest:guest@127.0.0.1:1/",
                                   checkpoint_path=tmp_path / "cp", reconnect_backoff_s=0.01,
-                                  reconnect_backoff_max_s=0.05)
+                                  reconnect_backoff_max_s=0.05, catalogue=CATALOGUE)
     stop = asyncio.Event()
     task = asyncio.create_task(publisher.run(stop))
     await asyncio.sleep(0.3)
@@ -504,7 +520,7 @@ async def test_failed_publish_keeps_the_checkpoint_and_publishes_again(tmp_path,
     """At least once: a failure stops the pass; the next starts after the confirmed height."""
     path = tmp_path / "cp"
     publisher = ev.EventPublisher(sim_store, url="unused", checkpoint_path=path,
-                                  in_flight_max=4)
+                                  in_flight_max=4, catalogue=CATALOGUE)
     publisher.load_checkpoint()
     flaky = FlakyExchange(fail_at=20, lost=lost)
     publisher._exchange = flaky  # type: ignore[assignment]  # no broker: a fake exchange
@@ -617,7 +633,7 @@ async def test_publisher_over_rabbitmq_at_least_once_in_order(broker_url, sim_st
         store = GrowingStore(sim_store, visible=10)
         publisher = ev.EventPublisher(store, url=broker_url, checkpoint_path=checkpoint,
                                       topology=topology, in_flight_max=8,
-                                      poll_interval_s=60.0)
+                                      poll_interval_s=60.0, catalogue=CATALOGUE)
         stop = asyncio.Event()
         task = asyncio.create_task(publisher.run(stop))
         try:
@@ -659,7 +675,7 @@ async def test_publisher_over_rabbitmq_at_least_once_in_order(broker_url, sim_st
         assert stored is not None
         ev.write_checkpoint(checkpoint, ev.Checkpoint(older, stored.block.hash.hex()))
         again = ev.EventPublisher(sim_store, url=broker_url, checkpoint_path=checkpoint,
-                                  topology=topology)
+                                  topology=topology, catalogue=CATALOGUE)
         stop = asyncio.Event()
         task = asyncio.create_task(again.run(stop))
         try:
@@ -727,7 +743,8 @@ async def test_publisher_survives_a_dropped_connection(broker_url, sim_store, tm
         store = GrowingStore(sim_store, visible=15)
         publisher = ev.EventPublisher(store, url=broker_url, checkpoint_path=tmp_path / "cp",
                                       topology=topology, poll_interval_s=60.0,
-                                      reconnect_interval_s=0.3, reconnect_backoff_s=0.1)
+                                      reconnect_interval_s=0.3, reconnect_backoff_s=0.1,
+                                      catalogue=CATALOGUE)
         stop = asyncio.Event()
         task = asyncio.create_task(publisher.run(stop))
         try:
@@ -797,7 +814,7 @@ async def test_a_checkpoint_beyond_the_store_is_checked_once_the_store_gets_ther
     path = tmp_path / "events.checkpoint"
     ev.write_checkpoint(path, ev.Checkpoint(5, "ab" * 32))
     publisher = ev.EventPublisher(store, url="amqp://guest:guest@127.0.0.1:1/",
-                                  checkpoint_path=path)
+                                  checkpoint_path=path, catalogue=CATALOGUE)
     publisher.load_checkpoint()  # nothing to compare with yet
     publisher._exchange = object()  # type: ignore[assignment]  # never used: it stops first
     assert await publisher.publish_pending() == 5

@@ -51,6 +51,11 @@ class Chain:
     def get(self, key: str) -> Any:
         return self.view().get(key)
 
+    def check_static(self, tx: Transaction) -> None:
+        """The static checks the next block would apply to ``tx``."""
+        self.app.check_static(tx, chain_id=self.chain_id, params=self.genesis.params,
+                              composition=self.app.composition(self.view(), self.height + 1))
+
     def next_nonce(self, key_id: str) -> int:
         return Application.next_nonce(self.view(), key_id)
 

@@ -178,15 +178,13 @@ def test_register_organisation_bad_payload(chain, testnet, org_id, roles):
 
 
 def test_register_organisation_static_checks(chain, testnet):
-    app = chain.app
-    params = chain.genesis.params
     tx = chain.tx(
         testnet.admin_keys[0],
         "consortium.register_organisation",
         {"id": "x", "name": "X", "roles": ["carrier"], "admin_key": "zz"},
     )
     with pytest.raises(InvalidTransaction) as info:
-        app.check_static(tx, chain_id=chain.chain_id, params=params)
+        chain.check_static(tx)
     assert info.value.code == "bad_payload"
     tx = chain.tx(
         testnet.admin_keys[0],
@@ -194,7 +192,7 @@ def test_register_organisation_static_checks(chain, testnet):
         {"id": "x", "name": "X", "roles": ["carrier"]},
     )
     with pytest.raises(InvalidTransaction) as info:
-        app.check_static(tx, chain_id=chain.chain_id, params=params)
+        chain.check_static(tx)
     assert info.value.code == "bad_payload"
 
 
@@ -454,7 +452,7 @@ def test_propose_static_check_of_action_type(chain, testnet):
     for action in ({"type": "dissolve"}, "suspend", {"org": "merchants"}):
         tx = propose(chain, testnet.admin_keys[0], action)
         with pytest.raises(InvalidTransaction) as info:
-            chain.app.check_static(tx, chain_id=chain.chain_id, params=chain.genesis.params)
+            chain.check_static(tx)
         assert info.value.code == "bad_payload"
 
 

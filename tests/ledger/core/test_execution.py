@@ -144,7 +144,7 @@ def test_unknown_kind(chain, testnet):
     tx = chain.tx(testnet.client_keys[0], "bogus.do", {})
     assert rejected_codes(chain.execute([tx])) == ["unknown_kind"]
     with pytest.raises(InvalidTransaction) as info:
-        chain.app.check_static(tx, chain_id=chain.chain_id, params=chain.genesis.params)
+        chain.check_static(tx)
     assert info.value.code == "unknown_kind"
 
 

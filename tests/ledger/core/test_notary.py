@@ -14,14 +14,14 @@ DIGEST = "0123456789abcdef" * 4
 
 def static_code(chain: Chain, tx: Transaction) -> str:
     with pytest.raises(InvalidTransaction) as info:
-        chain.app.check_static(tx, chain_id=chain.chain_id, params=chain.genesis.params)
+        chain.check_static(tx)
     return info.value.code
 
 
 def test_anchor(chain, testnet):
     client = testnet.client_keys[0]
     tx = chain.tx(client, "notary.anchor", {"digest": DIGEST, "label": "invoice 42"})
-    chain.app.check_static(tx, chain_id=chain.chain_id, params=chain.genesis.params)
+    chain.check_static(tx)
     result = chain.block([tx])
     assert rejected_codes(result) == []
     [event] = result.events
@@ -110,7 +110,7 @@ def test_longest_label_is_fine(chain, testnet):
     tx = chain.tx(
         testnet.client_keys[0], "notary.anchor", {"digest": DIGEST, "label": "é" * LABEL_CHARS_MAX}
     )
-    chain.app.check_static(tx, chain_id=chain.chain_id, params=chain.genesis.params)
+    chain.check_static(tx)
     assert rejected_codes(chain.block([tx])) == []
 
 

@@ -95,6 +95,35 @@ def test_a_failed_publish_makes_everything_due_at_once_but_not_every_tick() -> N
     assert {t.hash for t in schedule.due(2_100, pool.get)} == {t.hash for t in txs}
 
 
+def test_a_failed_publish_keeps_each_transactions_backoff() -> None:
+    """A broker failing for a long time must not reset every wait to the shortest."""
+    schedule = Regossip(RegossipLimits(resend_after_ms=1_000, resend_max_ms=8_000))
+    tx = _tx(0)
+    pool = _Pool([tx])
+    schedule.track(tx.hash, 0)
+    for t in (1_000, 3_000, 7_000):  # waits 1 s, 2 s, 4 s: the next is 8 s
+        assert schedule.due(t, pool.get) == [tx]
+    schedule.publish_failed()
+    assert schedule.due(7_100, pool.get) == [tx]  # due at once...
+    assert schedule._interval[tx.hash] == 8_000  # ...with its backoff kept
+
+
+def test_nothing_is_resent_while_the_broker_is_away_and_everything_once_it_is_back() -> None:
+    schedule = Regossip(RegossipLimits(resend_after_ms=1_000, resend_max_ms=1_000))
+    txs = [_tx(n) for n in range(3)]
+    pool = _Pool(txs)
+    for tx in txs:
+        schedule.track(tx.hash, 0)
+    schedule.connection(False)
+    assert schedule.paused
+    assert all(schedule.due(t, pool.get) == [] for t in range(1_000, 60_000, 1_000))
+    schedule.publish_failed()  # failures while away change nothing
+    assert schedule.due(60_000, pool.get) == []
+    schedule.connection(True)
+    assert {t.hash for t in schedule.due(60_001, pool.get)} == {t.hash for t in txs}
+    assert schedule.due(60_002, pool.get) == []
+
+
 def test_resends_per_tick_are_bounded_and_the_rest_follow() -> None:
     schedule = Regossip(RegossipLimits(resend_after_ms=10, resend_max_ms=10,
                                        per_tick_max=2))

@@ -160,3 +160,72 @@ def test_a_peer_that_claims_to_be_far_ahead_and_answers_emptily_cannot_stall_cat
         if lagging.tip.height == 5:
             break
     assert lagging.tip.height == 5
+
+
+def test_a_full_mempool_refuses_before_paying_for_the_signature(monkeypatch) -> None:
+    """Room is checked before the signature: a flood of forged transactions at a full
+    mempool costs no verification."""
+    from services.ledger.core import crypto
+    from services.ledger.core.mempool import MempoolLimits
+    from services.ledger.core.replica import ReplicaConfig
+
+    net = make_testnet()
+    app = build_application()
+    replica = Replica(genesis=net.genesis, app=app, key=net.validator_keys[0],
+                      tip=ChainTip.genesis(net.genesis, app),
+                      config=ReplicaConfig(mempool=MempoolLimits(txs_max=1)))
+    replica.submit(anchor(net, 0), NOW)
+    calls = []
+    real_verify = crypto.verify
+
+    def counting(*args: object) -> bool:
+        calls.append(args)
+        return real_verify(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crypto, "verify", counting)
+    forged = anchor(net, 1)
+    forged = Transaction.from_wire({**forged.to_wire(), "signature": "00" * 64})
+    with pytest.raises(MempoolRejected) as refused:
+        replica.submit(forged, NOW)
+    assert refused.value.code == "mempool_full" and calls == []
+
+
+def test_static_checks_judge_by_the_composition_of_the_next_height() -> None:
+    """A kind of a composition the chain has not reached is refused at admission with
+    unknown_kind, whatever later versions this code knows."""
+    net = make_testnet(composition=1)
+    app = build_application()  # knows every version
+    assert len(app.versions) > 1
+    replica = Replica(genesis=net.genesis, app=app, key=net.validator_keys[0],
+                      tip=ChainTip.genesis(net.genesis, app))
+    key = net.client_keys[0]
+    tx = sign_transaction(key, chain_id=net.genesis.chain_id, kind="privacy.register_key",
+                          nonce=0, payload={"key": "00" * 32}, created_at=NOW)
+    with pytest.raises(Rejected) as refused:
+        replica.submit(tx, NOW)
+    assert refused.value.code == "unknown_kind"
+
+
+def test_gossip_batches_stay_inside_the_receivers_message_limit() -> None:
+    """Batches are cut by bytes as well as by count: a batch of many large transactions
+    would otherwise be refused whole by every peer (message too large)."""
+    from services.ledger.core.replica import FLUSH_TXS, ReplicaConfig
+
+    net = make_testnet()
+    app = build_application()
+    config = ReplicaConfig(message_bytes_max=4 * 1024, tx_batch_txs_max=1_000)
+    sender, receiver = (Replica(genesis=net.genesis, app=app, key=k, config=config,
+                                tip=ChainTip.genesis(net.genesis, app))
+                        for k in net.validator_keys[:2])
+    for nonce in range(40):
+        tx = sign_transaction(net.client_keys[0], chain_id=net.genesis.chain_id,
+                              kind="notary.anchor", nonce=nonce, created_at=NOW,
+                              payload={"digest": f"{nonce + 1:064x}", "label": "x" * 120})
+        sender.submit(tx, NOW)
+    batches = broadcasts(sender.on_timer(FLUSH_TXS, NOW), "txs")
+    assert len(batches) > 1
+    for data in batches:
+        assert len(data) <= config.message_bytes_max
+        receiver.on_message(data, NOW)
+        assert receiver.last_rejection is None
+    assert len(receiver.mempool) == 40

@@ -112,3 +112,30 @@ async def test_a_publish_that_fails_is_reported_to_the_sender_with_its_kind() ->
         await task
     assert failed == ["txs", "vote"]
     assert transport.stats.publish_failed == 2
+
+
+@pytest.mark.asyncio
+async def test_the_outbox_is_bounded_by_bytes_and_says_so() -> None:
+    """While the broker is away, what waits to be published is bounded in bytes as well
+    as in messages; a message that does not fit is counted and reported to the sender."""
+    from services.ledger.node.amqp import AmqpLimits
+
+    failed: list[str] = []
+    transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                              deliver=lambda _: True,
+                              limits=AmqpLimits(outbox_max=100, outbox_bytes_max=1_000))
+    transport.on_publish_failed = failed.append
+    for _ in range(3):
+        transport.broadcast(b"x" * 400, "txs")
+    assert transport._outbox.qsize() == 2 and transport.stats.outbox_dropped == 1
+    assert failed == ["txs"]
+
+
+def test_connection_changes_reach_the_listener() -> None:
+    seen: list[bool] = []
+    transport = AmqpTransport(url="amqp://unused", node_id="n", validator=True,
+                              deliver=lambda _: True)
+    transport.on_connection = seen.append
+    transport._on_close()
+    transport._on_reconnect()
+    assert seen == [False, True] and transport.stats.connected
