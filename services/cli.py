@@ -109,6 +109,7 @@ async def _up_processes(args: argparse.Namespace, data: DataDir, genesis: Genesi
     import os
 
     from services.ledger.node import keys
+    from services.ledger.node.amqp import Topology, claim_prefix
     from services.runtime.datadir import network_prefix
     from services.runtime.network import ProcessNetwork
     from services.runtime.uptraffic import LoadStats, drive_load, report
@@ -116,6 +117,7 @@ async def _up_processes(args: argparse.Namespace, data: DataDir, genesis: Genesi
     # The network's own topology prefix: two networks on one broker never share queues
     # or exchanges (the operator may still name one with ECOSPHERE_AMQP__PREFIX).
     prefix = os.environ.get("ECOSPHERE_AMQP__PREFIX") or network_prefix(genesis)
+    owner = await claim_prefix(url, Topology(prefix))  # raises PrefixInUse: exit 2
     network = ProcessNetwork(data, args.port, url, prefix=prefix,
                              status_path=data.root / "up.json", lock_fd=lock_fd)
     print(f"ecosphere: five services as processes over RabbitMQ at {_redact(url)} "
@@ -144,6 +146,7 @@ async def _up_processes(args: argparse.Namespace, data: DataDir, genesis: Genesi
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         codes = await network.stop()
+        await owner.close()
     failed = {s: c for s, c in codes.items() if c not in (0, None)}
     print("ecosphere: stopped cleanly" if not failed else f"ecosphere: exit codes {failed}",
           flush=True)
@@ -289,7 +292,8 @@ def _cmd_asyncapi(args: argparse.Namespace) -> int:
     from services.composition import event_catalogue
     from services.gateway import asyncapi
 
-    return asyncapi.write(event_catalogue(), Path(args.output), check=args.check)
+    output = asyncapi.DOCUMENT_PATH if args.output is None else Path(args.output)
+    return asyncapi.write(event_catalogue(), output, check=args.check)
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
@@ -298,6 +302,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from services.ledger.core.errors import LedgerError
     from services.ledger.node.amqp import Topology, broker_answers, delete_topology
     from services.ledger.node.settings import DEFAULT_AMQP_URL
     from services.runtime.datadir import DataDir, load_genesis, lock_network, network_prefix
@@ -309,7 +314,12 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         return 2
     lock = lock_network(data)  # never pull the queues from under a running network
     try:
-        genesis = load_genesis(data)
+        try:
+            genesis = load_genesis(data)
+        except (LedgerError, ValueError, OSError) as exc:
+            print(f"ecosphere: {data.genesis_path} is not a genesis document ({exc})",
+                  file=sys.stderr)
+            return 2
         prefix = args.prefix or os.environ.get("ECOSPHERE_AMQP__PREFIX") or network_prefix(
             genesis)
         url = args.amqp_url or os.environ.get("ECOSPHERE_AMQP_URL") or DEFAULT_AMQP_URL
@@ -424,12 +434,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _asyncapi_path() -> object:
-    from services.gateway.asyncapi import DOCUMENT_PATH
-
-    return DOCUMENT_PATH
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecosphere", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -482,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     views.set_defaults(func=_cmd_views)
 
     doc = sub.add_parser("asyncapi", help="write docs/asyncapi.yaml (partner events)")
-    doc.add_argument("--output", default=str(_asyncapi_path()))
+    doc.add_argument("--output", default=None,
+                     help="where to write (default: docs/asyncapi.yaml of this checkout)")
     doc.add_argument("--check", action="store_true",
                      help="do not write; fail if the file is stale or invalid")
     doc.set_defaults(func=_cmd_asyncapi)
@@ -545,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return client_cli.run(args)
     from pydantic import ValidationError
 
+    from services.ledger.node.amqp import PrefixInUse
     from services.ledger.node.keys import KeyFileError
     from services.ledger.node.store import StoreInUse
     from services.runtime.datadir import NetworkInUse
@@ -552,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (StoreInUse, NetworkInUse, KeyFileError, ConfigFileError,
+    except (StoreInUse, NetworkInUse, PrefixInUse, KeyFileError, ConfigFileError,
             ValidationError) as exc:
         # An operator's mistake: one clear line, no traceback.
         print(f"ecosphere: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ from services.gateway.views.schema import PLATFORM_VIEWS, ViewSpec, compose
 from services.ledger.core.contract import Contract
 from services.ledger.core.execution import Application
 from services.ledger.core.notary import NotaryContract
+from services.privacy import edge as privacy_edge
 from services.privacy.contract import PrivacyContract
 from services.trace import edge as trace_edge
 from services.trace.contract import TraceContract
@@ -49,6 +50,7 @@ class Domain:
 #: every domain, in the order the gateway mounts them
 DOMAINS: tuple[Domain, ...] = (
     Domain("trace", trace_edge.EDGE),
+    Domain("privacy", privacy_edge.EDGE),
 )
 
 #: version -> a factory of that version's contracts, in execution order

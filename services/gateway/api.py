@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.gateway import models as m
 from services.gateway.chain import Chain
-from services.gateway.event_schemas import PLATFORM_EVENTS, EventCatalogue
+from services.gateway.event_schemas import EventCatalogue
 from services.gateway.openapi import Endpoint
 from services.gateway.policies import expect_handler, principal_of
 from services.gateway.problems import Problem, parse_json_body
@@ -144,9 +144,8 @@ class GatewayApi:
     """The platform's own routes, and what domain plugins use of the gateway (the chain,
     the relay, the views, the commit waiters)."""
 
-    def __init__(self, chain: Chain, options: GatewayOptions, *, relay: Relay | None = None,
-                 views: ViewsAccess | None = None,
-                 catalogue: EventCatalogue = PLATFORM_EVENTS) -> None:
+    def __init__(self, chain: Chain, options: GatewayOptions, *, catalogue: EventCatalogue,
+                 relay: Relay | None = None, views: ViewsAccess | None = None) -> None:
         self.chain = chain
         self.options = options
         self.relay = relay  # None: this gateway has no relay key
@@ -235,7 +234,7 @@ class GatewayApi:
 
     def routes(self, endpoints: Sequence[Endpoint] | None = None) -> list[web.RouteDef]:
         """aiohttp routes of ``endpoints`` (default: the platform's own)."""
-        expect = expect_handler(self.options.body_bytes_max)
+        expect = expect_handler(self.options.body_bytes_max, self.options.content_codings_max)
         out = []
         for e in self.endpoints() if endpoints is None else endpoints:
             path = e.path.replace("{key}", "{key:.+}")

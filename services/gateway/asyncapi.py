@@ -9,7 +9,8 @@ both, so the committed document cannot drift from the code.
 What it describes (the gateway's point of view: it *sends*):
 
 * one server, RabbitMQ (``amqp`` 0.9.1, user and password);
-* one channel, the topic exchange ``ecosphere.events``; its address is the
+* one channel, the topic exchange ``<prefix>.events`` (``ecosphere.events`` by
+  default; ``ecosphere up`` prefixes each network with its genesis); its address is the
   routing key, which is exactly the event type (``{routingKey}``, the
   ``type`` of the payload), so partners bind with patterns such as
   ``notary.#`` or ``*.document.*``;
@@ -200,7 +201,11 @@ def build_document(catalogue: EventCatalogue, *, exchange: str | None = None
                 "title": exchange,
                 "summary": f"The topic exchange `{exchange}`: one message per domain event.",
                 "description": "The channel address is the AMQP routing key, which is "
-                               "exactly the event type.",
+                               "exactly the event type. The exchange is `<prefix>.events`: "
+                               "the prefix is the gateway's `ECOSPHERE_AMQP__PREFIX` "
+                               "(`ecosphere` by default); `ecosphere up` gives each "
+                               "network its own, `ecosphere-<first 12 hex of its genesis "
+                               "hash>`, and prints it when it starts.",
                 "servers": [_ref("servers", SERVER)],
                 "parameters": {
                     "routingKey": {

@@ -91,7 +91,6 @@ from prometheus_client.registry import Collector
 
 from services.gateway.event_schemas import (
     DATA_CONTENT_TYPE,
-    PLATFORM_EVENTS,
     SPEC_VERSION,
     EventCatalogue,
 )
@@ -168,10 +167,10 @@ def _origin_hash(event: Event, block: Block) -> str:
 
 
 def to_cloudevent(event: Event, *, block: Block, chain_id: str,
-                  catalogue: EventCatalogue = PLATFORM_EVENTS) -> CloudEvent:
-    """The CloudEvent of ``event``, emitted in ``block`` of chain ``chain_id`` (its
-    ``subject`` from ``catalogue``: the gateway passes the composition's; the default
-    knows the platform's events only)."""
+                  catalogue: EventCatalogue) -> CloudEvent:
+    """The CloudEvent of ``event``, emitted in ``block`` of chain ``chain_id``, its
+    ``subject`` from ``catalogue`` (the gateway's is the composition's: with only the
+    platform's, a domain's event would go without its subject)."""
     data = json.loads(json.dumps(dict(event.attributes)))  # a plain, independent copy
     attributes: dict[str, Any] = {
         "specversion": SPEC_VERSION,
@@ -280,8 +279,7 @@ def _header_text(value: object) -> str:
 # --- replay, answered from the chain -----------------------------------------------------
 
 def replay(store: EventSource, *, from_height: int, after: str | None = None,
-           limit: int, chain_id: str | None = None,
-           catalogue: EventCatalogue = PLATFORM_EVENTS
+           limit: int, chain_id: str | None = None, catalogue: EventCatalogue
            ) -> tuple[list[dict[str, Any]], str | None]:
     """Committed events in chain order, as CloudEvents JSON objects, and the next cursor.
 
@@ -296,7 +294,9 @@ def replay(store: EventSource, *, from_height: int, after: str | None = None,
     continue after (an empty page and no ``after``).
 
     ``chain_id`` names the ``source``; by default each block's own chain id
-    (the same thing on a sound store).
+    (the same thing on a sound store). ``catalogue`` gives each event its
+    ``subject``: pass the one the publisher has, so a replayed event is the one
+    published.
 
     Raises ``ValueError`` for a bad argument or a cursor naming no event of
     this chain. Reads the store only.
@@ -436,7 +436,7 @@ class EventPublisher:
                  checkpoint_interval_s: float = 0.2, reconnect_backoff_s: float = 0.5,
                  reconnect_backoff_max_s: float = 30.0, reconnect_interval_s: float = 2.0,
                  stop_grace_s: float = 2.0, app_id: str = "ecosphere-gateway",
-                 catalogue: EventCatalogue = PLATFORM_EVENTS) -> None:
+                 catalogue: EventCatalogue) -> None:
         if in_flight_max < 1:
             raise ValueError("in_flight_max must be at least 1")
         self.store = store

@@ -4,9 +4,10 @@
   against the Ed25519 key registered on the chain under its ``keyid``; the
   verified key id becomes the request's principal. Endpoints that read private
   data require one (401 problem otherwise).
-* **Rate limits**: a token bucket per principal (the key id when signed, the
-  client address otherwise): ``rate_per_s`` sustained, ``rate_burst`` at once;
-  429 problem with ``Retry-After``.
+* **Rate limits**: a token bucket per client address, taken from every request
+  before anything else costs (body decoding, signature checks), and one per
+  principal (the key id) for a signed request once verified: ``rate_per_s``
+  sustained, ``rate_burst`` at once; 429 problem with ``Retry-After``.
 * **Idempotency-Key** on POST: the first answer for (principal, key) is kept
   for ``idempotency_ttl_s`` and replayed for repeats; the same key with another
   body is a 422 ``idempotency_key_reused``; a repeat while the first is still
@@ -15,9 +16,13 @@
   requests are answered here.
 * **Request bodies**: ``Content-Encoding`` gzip (x-gzip) and deflate are decoded
   here, once, for every handler (aiohttp's own decoding is turned off, see
-  ``HANDLER_ARGS``), within ``body_bytes_max`` decoded bytes; a body that does not
-  decode is a 400 ``bad_content_encoding``, any other coding a 415
-  ``unsupported_content_encoding``. ``Expect: 100-continue`` is answered before
+  ``HANDLER_ARGS``), within ``body_bytes_max`` decoded bytes, ``gzip_members_max``
+  members per layer (``gzip_empty_members_max`` of them empty), in time linear in
+  the body; a body that does not decode is a 400 ``bad_content_encoding``, any
+  other coding a 415 ``unsupported_content_encoding``. A body larger than
+  ``decode_inline_bytes_max`` (sent or decoded) is decoded in a worker thread, never
+  on the event loop, at most ``decodes_max`` at once: beyond, a 503
+  ``decoding_busy`` with ``Retry-After``. ``Expect: 100-continue`` is answered before
   the body is sent: 413 ``body_too_large`` when the announced Content-Length is
   over the limit, 417 for any other expectation (:func:`expect_handler`).
 
@@ -26,6 +31,9 @@ Every bound is named and configurable (``PolicyLimits``).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import hashlib
 import ipaddress
 import re
@@ -61,6 +69,15 @@ CONTENT_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
 ACCEPT_ENCODING = "gzip, deflate"
 #: codings stacked on one body ("gzip, gzip" is legal, and a cheap amplifier)
 CONTENT_CODINGS_MAX = 2
+#: gzip members in one layer, and how many of them may be empty (RFC 1952 section 2.2
+#: allows several members; a client sends one, two when a stream was concatenated)
+GZIP_MEMBERS_MAX = 16
+GZIP_EMPTY_MEMBERS_MAX = 2
+#: input handed to zlib at a time, doubling from the least to the most within a member:
+#: what follows a member's end is copied by zlib (``unused_data``), at most one chunk,
+#: so decoding costs time linear in the body, however many members it has
+_DECODE_CHUNK_MIN_BYTES = 256
+_DECODE_CHUNK_MAX_BYTES = 64 * 1024
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY)
 
 
@@ -83,6 +100,13 @@ class PolicyLimits:
     trusted_proxies: tuple[str, ...] = ()
     #: a request body, as sent and once decoded (the app's client_max_size is the same)
     body_bytes_max: int = 4 * 1024 * 1024
+    content_codings_max: int = CONTENT_CODINGS_MAX
+    gzip_members_max: int = GZIP_MEMBERS_MAX
+    gzip_empty_members_max: int = GZIP_EMPTY_MEMBERS_MAX
+    #: decoded on the event loop when sent and decoded within this; else in a worker
+    #: thread, at most ``decodes_max`` bodies at once (503 ``decoding_busy`` beyond)
+    decode_inline_bytes_max: int = 64 * 1024
+    decodes_max: int = 4
 
 
 class TokenBuckets:
@@ -122,6 +146,9 @@ class Policies:
     replay: ReplayCache = field(default_factory=ReplayCache)
     _idempotent: OrderedDict[tuple[str, str], _Remembered] = field(default_factory=OrderedDict)
     _idempotent_bytes: int = 0
+    #: where large bodies are decoded (None: the event loop's default executor)
+    decode_executor: concurrent.futures.Executor | None = None
+    _decodes_running: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.buckets = TokenBuckets(self.limits.rate_per_s, self.limits.rate_burst,
@@ -130,10 +157,11 @@ class Policies:
                               for n in self.limits.trusted_proxies)
 
     def middlewares(self) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
-        """CORS outermost (so problems carry CORS headers too), then problems, then
-        authentication before rate limiting (signed callers are limited per key)."""
-        return [self.cors, problem_middleware, self.decode_body, self.authenticate,
-                self.rate_limit, self.idempotency]
+        """CORS outermost (so problems carry CORS headers too), then problems, then the
+        cheap refusals first: the client address's rate limit before the body is decoded
+        and a signature verified, then the signed caller's own limit per key."""
+        return [self.cors, problem_middleware, self.limit_client, self.decode_body,
+                self.authenticate, self.rate_limit, self.idempotency]
 
     # --- CORS ---------------------------------------------------------------------
 
@@ -163,9 +191,8 @@ class Policies:
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if "Signature" in request.headers or "Signature-Input" in request.headers:
-            # Verification costs a body read and an Ed25519 check: the address pays for
-            # it first, so forged signatures cannot bypass the rate limit.
-            self._limit(f"ip:{self.client_address(request)}")
+            # Verification costs a body read and an Ed25519 check: the address paid for
+            # it first (limit_client), so forged signatures cannot bypass the rate limit.
             # body_exists, not can_read_body: decode_body may have read it already
             body = await request.read() if request.body_exists else None
             target = target_uri(request, self.limits.public_base_url)
@@ -186,14 +213,53 @@ class Policies:
     @web.middleware
     async def decode_body(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Decode a content-coded body once, before anyone reads it."""
-        codings = content_codings(request)
+        codings = content_codings(request, self.limits.content_codings_max)
         # total_compressed_bytes is set when aiohttp decoded the body itself (an app
         # served without HANDLER_ARGS): decoding again would fail.
         if codings and request.content.total_compressed_bytes is None:
             raw = await request.read()
             # The one body every reader (signature, idempotency, handler) sees: aiohttp's
             # read() returns _read_bytes once set, and offers no public way to set it.
-            request._read_bytes = decode_content(raw, codings, self.limits.body_bytes_max)
+            request._read_bytes = await self._decode(raw, codings)
+        return await handler(request)
+
+    async def _decode(self, raw: bytes, codings: list[str]) -> bytes:
+        """``raw`` decoded: on the event loop when small (sent and decoded within
+        ``decode_inline_bytes_max``), else in a worker thread, at most ``decodes_max``
+        at once: decoding a large body may take milliseconds, and the loop serves
+        everyone else meanwhile."""
+        lim = self.limits
+        decode = functools.partial(decode_content, codings=codings,
+                                   members_max=lim.gzip_members_max,
+                                   empty_members_max=lim.gzip_empty_members_max)
+        inline_max = lim.decode_inline_bytes_max
+        if len(raw) <= inline_max:
+            try:
+                return decode(raw, limit=min(lim.body_bytes_max, inline_max))
+            except Problem as refused:
+                if refused.status != 413 or lim.body_bytes_max <= inline_max:
+                    raise
+        if self._decodes_running >= lim.decodes_max:
+            raise Problem(503, "decoding_busy", f"{lim.decodes_max} request bodies are "
+                          "being decoded; send this one again later", retry_after_s=1)
+        self._decodes_running += 1
+        work = asyncio.get_running_loop().run_in_executor(
+            self.decode_executor, functools.partial(decode, raw, limit=lim.body_bytes_max))
+        # The slot is freed when the thread is done, not when the client goes away: a
+        # cancelled request's decoding still runs to its end.
+        work.add_done_callback(self._decoded)
+        return await asyncio.shield(work)
+
+    def _decoded(self, work: asyncio.Future[bytes]) -> None:
+        self._decodes_running -= 1
+        if not work.cancelled():
+            work.exception()  # retrieved: a request that went away leaves no warning
+
+    # --- the client's address's rate limit, before any work ------------------------------
+
+    @web.middleware
+    async def limit_client(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self._limit(f"ip:{self.client_address(request)}")
         return await handler(request)
 
     # --- the client's address -------------------------------------------------------------
@@ -215,7 +281,10 @@ class Policies:
 
     @web.middleware
     async def rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self._limit(request.get(PRINCIPAL) or f"ip:{self.client_address(request)}")
+        """A signed caller's own limit, per key (its address paid in limit_client)."""
+        principal = request.get(PRINCIPAL)
+        if principal is not None:
+            self._limit(principal)
         return await handler(request)
 
     def _limit(self, who: str) -> None:
@@ -319,61 +388,95 @@ def _in_networks(address: str, networks: tuple[Network, ...]) -> bool:
     return any(ip in net for net in networks)
 
 
-def content_codings(request: web.Request) -> list[str]:
+def content_codings(request: web.Request,
+                    codings_max: int = CONTENT_CODINGS_MAX) -> list[str]:
     """The codings applied to the request's body, in the order applied (identity
-    dropped); a 415 problem naming the codings accepted for any other."""
+    dropped); a 415 problem naming the codings accepted for any other, or for more
+    than ``codings_max`` of them."""
     if not request.body_exists:
         return []
     listed = [c.strip().lower() for value in request.headers.getall("Content-Encoding", [])
               for c in value.split(",") if c.strip()]
     codings = [c for c in listed if c != "identity"]
     unknown = [c for c in codings if c not in CONTENT_CODINGS]
-    if unknown or len(codings) > CONTENT_CODINGS_MAX:
+    if unknown or len(codings) > codings_max:
         what = f"content coding {unknown[0][:40]!r}" if unknown else "more than " \
-            f"{CONTENT_CODINGS_MAX} content codings"
+            f"{codings_max} content codings"
         raise Problem(415, "unsupported_content_encoding",
                       f"{what} is not supported; send {ACCEPT_ENCODING} or identity",
                       headers={"Accept-Encoding": ACCEPT_ENCODING})
     return codings
 
 
-def decode_content(raw: bytes, codings: list[str], limit: int) -> bytes:
+def decode_content(raw: bytes, codings: list[str], limit: int, *,
+                   members_max: int = GZIP_MEMBERS_MAX,
+                   empty_members_max: int = GZIP_EMPTY_MEMBERS_MAX) -> bytes:
     """``raw`` with ``codings`` undone (the last applied first), at most ``limit`` bytes
-    at every step: 400 ``bad_content_encoding`` or 413 ``body_too_large`` problems."""
+    and ``members_max`` gzip members (``empty_members_max`` of them empty) at every
+    step: 400 ``bad_content_encoding`` or 413 ``body_too_large`` problems. Time linear
+    in the bytes read and written."""
     body = raw
     for coding in reversed(codings):
-        body = _decode_one(body, coding, limit)
+        body = _decode_one(body, coding, limit, members_max, empty_members_max)
     return body
 
 
-def _decode_one(data: bytes, coding: str, limit: int) -> bytes:
-    out = bytearray()
-    while data:  # a gzip body may be several members (RFC 1952 section 2.2)
-        wbits = CONTENT_CODINGS[coding]
-        if coding == "deflate" and data[0] & 0x0F != 8:
-            wbits = -zlib.MAX_WBITS  # raw DEFLATE without the zlib wrapper, as sent by some
-        decoder = zlib.decompressobj(wbits)
+def _decode_one(data: bytes, coding: str, limit: int, members_max: int,
+                empty_members_max: int) -> bytes:
+    view, at, out = memoryview(data), 0, bytearray()
+    members = empty = 0
+    while at < len(view):  # a gzip body may be several members (RFC 1952 section 2.2)
+        members += 1
+        if members > members_max:
+            raise Problem(400, "bad_content_encoding",
+                          f"the {coding} body has more than {members_max} members")
+        before = len(out)
+        at = _decode_member(view, at, coding, out, limit)
+        if len(out) == before:
+            empty += 1
+            if empty > empty_members_max:
+                raise Problem(400, "bad_content_encoding", f"the {coding} body has more "
+                              f"than {empty_members_max} empty members")
+        if at < len(view) and coding == "deflate":
+            raise Problem(400, "bad_content_encoding", "bytes after the end of the deflate "
+                          "stream")
+    return bytes(out)
+
+
+def _decode_member(view: memoryview, at: int, coding: str, out: bytearray,
+                   limit: int) -> int:
+    """One gzip member (or the deflate stream) from ``view[at:]`` onto ``out``; the
+    position after it. The input goes in chunks growing from small: zlib copies what
+    follows the end of a stream (``unused_data``), and that copy is then at most about
+    twice the member, never the rest of the body."""
+    wbits = CONTENT_CODINGS[coding]
+    if coding == "deflate" and view[at] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw DEFLATE without the zlib wrapper, as sent by some
+    decoder = zlib.decompressobj(wbits)
+    size = _DECODE_CHUNK_MIN_BYTES
+    while not decoder.eof:
+        if at >= len(view):
+            raise Problem(400, "bad_content_encoding", f"the {coding} body is truncated")
+        chunk = view[at:at + size]
+        at += len(chunk)
+        size = min(2 * size, _DECODE_CHUNK_MAX_BYTES)
         try:
-            out += decoder.decompress(data, limit + 1 - len(out))
+            out += decoder.decompress(chunk, limit + 1 - len(out))
         except zlib.error as exc:
             raise Problem(400, "bad_content_encoding",
                           f"the body does not decode as {coding}: {exc}") from exc
         if len(out) > limit or decoder.unconsumed_tail:
             raise Problem(413, "body_too_large",
                           f"the decoded body is over the limit of {limit} bytes")
-        if not decoder.eof:
-            raise Problem(400, "bad_content_encoding", f"the {coding} body is truncated")
-        data = decoder.unused_data
-        if data and coding == "deflate":
-            raise Problem(400, "bad_content_encoding", "bytes after the end of the deflate "
-                          "stream")
-    return bytes(out)
+    return at - len(decoder.unused_data)
 
 
-def expect_handler(body_bytes_max: int) -> ExpectHandler:
+def expect_handler(body_bytes_max: int,
+                   content_codings_max: int = CONTENT_CODINGS_MAX) -> ExpectHandler:
     """The routes' answer to ``Expect`` (RFC 9110 section 10.1.1), given before the client
     sends its body: 413 when the announced body is over ``body_bytes_max``, 415 for a
-    content coding not supported, 417 for an expectation other than 100-continue."""
+    content coding not supported (or more than ``content_codings_max``), 417 for an
+    expectation other than 100-continue."""
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
         if request.version < HttpVersion11:
@@ -389,7 +492,7 @@ def expect_handler(body_bytes_max: int) -> ExpectHandler:
                               f"would be {request.content_length}")
         else:
             try:
-                content_codings(request)
+                content_codings(request, content_codings_max)
             except Problem as refused:
                 problem = refused
         if problem is not None:

@@ -16,6 +16,16 @@ class GatewayOptions(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     body_bytes_max: int = Field(4 * 1024 * 1024, ge=1024)
+    #: content codings stacked on one body ("gzip, gzip" is legal, and a cheap amplifier)
+    content_codings_max: int = Field(2, ge=1, le=8)
+    #: gzip members in one coded layer (RFC 1952 allows several; clients send one), and
+    #: how many of them may decode to nothing (each still costs a decoder)
+    gzip_members_max: int = Field(16, ge=1)
+    gzip_empty_members_max: int = Field(2, ge=0)
+    #: a body sent and decoded within this many bytes is decoded on the event loop; a
+    #: larger one in a worker thread, at most ``decodes_max`` at once (503 beyond)
+    decode_inline_bytes_max: int = Field(64 * 1024, ge=0)
+    decodes_max: int = Field(4, ge=1)
     batch_txs_max: int = Field(1_000, ge=1)
     wait_commit_ms: int = Field(30_000, ge=100)
     waiters_max: int = Field(100_000, ge=1)

@@ -13,7 +13,7 @@ State (namespace ``privacy``)::
                               supersedes, superseded_by, cross_border_consent,
                               erasure {requested, deadline, bucket, reason, pending[],
                               acknowledged[], overdue, completed}}
-    subject/<key id>         [record ids] of one subject
+    subject/<key id>         [record ids] of one subject's records not yet erased
     grant/<record>/<party>/<purpose>  {record_id, grantee, purpose, until, granted,
                               status: active|revoked, wrap_hash, key_id,
                               cross_border_consent, by}

@@ -93,6 +93,10 @@ def ack_erasure(ctx: TxContext) -> None:
         deadlines.cancel(ctx, erasure["bucket"], record_id)
         record["status"] = "erased"
         erasure["completed"] = ctx.time
+        # it leaves its subject's index of live records (the bound on them); its own
+        # record stays, and the views keep its history
+        index = ctx.get(f"subject/{record['subject']}") or []
+        ctx.put(f"subject/{record['subject']}", [r for r in index if r != record_id])
         ctx.emit("privacy.erasure.completed", {"record_id": record_id,
                                                "subject": record["subject"],
                                                "late": late or erasure["overdue"]})

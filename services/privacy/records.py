@@ -86,11 +86,11 @@ def _new_record(ctx: TxContext, category: str, jurisdiction: str,
     subject = self_party(ctx.sender)
     holders = _holders(ctx, subject, jurisdiction)
     record_id = ctx.tx.hash.hex()
-    index = ctx.get(f"subject/{ctx.sender}") or []
-    live = [r for r in index if r is not None]
+    live = ctx.get(f"subject/{ctx.sender}") or []  # records not erased yet
     if len(live) >= RECORDS_PER_SUBJECT_MAX:
         ctx.fail("too_many_records", f"a subject holds at most {RECORDS_PER_SUBJECT_MAX} "
-                 "records (erase some)")
+                 "records not yet erased (erase some: a record frees its place once "
+                 "every holder acknowledged its erasure)")
     record = {"record_id": record_id, "subject": ctx.sender, "category": category,
               "jurisdiction": jurisdiction,
               "commitment": _hex64(ctx, "commitment"),

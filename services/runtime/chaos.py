@@ -200,6 +200,11 @@ class Chaos:
         old_pid = None
         started = time.monotonic()
         if victim is not None:
+            # a victim still restarting from the last round: wait until it runs again
+            # (killing a pid the supervisor already reaped could hit another process)
+            if await self._until(lambda: self._running(victim)) is None:
+                return {"fault": fault, "victim": victim, "skipped": "not running",
+                        "commits_resumed_s": None, "victim_at_tip_s": None}
             old_pid = int(self.status()["services"][victim]["pid"])
             os.kill(old_pid, signal.SIGKILL)
         else:
@@ -218,6 +223,9 @@ class Chaos:
 
     async def _advanced(self, service: str, before: int) -> bool:
         return await self.height(service) > before
+
+    async def _running(self, service: str) -> bool:
+        return bool(self.status()["services"][service]["running"])
 
     async def _restarted(self, service: str, old_pid: int | None) -> bool:
         entry = self.status()["services"][service]

@@ -21,7 +21,16 @@ operator's admin key), with real signed transactions through the SDK:
    is its route, not a conflict; two registered retailers (Germany, France)
    offering the same tin the same day flag it a suspected clone;
 6. the carrier's temperature reading outside the agreed range applies a
-   penalty from its deposit.
+   penalty from its deposit;
+7. personal data (docs/adr/0008-personal-data-vault.md): a consumer in Germany
+   stores a delivery address in the vault (encrypted on the client; the chain gets
+   a salted commitment), readable by themself and customs; grants it to the rail
+   carrier for delivery; the carrier reads it on the grant and customs on its legal
+   basis, both accesses judged and logged on chain; the consumer exports their data
+   and sees both; asks for erasure, which every holder acknowledges; then the chain
+   still verifies (a transaction and a state proof, offline) and nobody can read the
+   address any more. The personal values used are :attr:`Demo.personal_values`:
+   tests/privacy scans every block for them.
 
 Each step prints what it proved; the demo exits 1 if a step fails, and 2 (one line,
 no traceback) if the data directory or the gateway is not that of a running
@@ -46,6 +55,8 @@ from services.ledger.node import keys
 from services.runtime.datadir import DataDir, load_genesis
 from services.sdk import proofs
 from services.sdk.client import ApiError, Client
+from services.sdk.privacy import PrivacyClient, PrivacyError
+from services.sdk.vault import EncryptionKey
 from services.trace import certificate_schema, identifiers, wrapping
 from services.trace.items import item_key
 from services.trace.scans import tag_code
@@ -88,6 +99,12 @@ class Demo:
         self.operator = Client(gateway, key=keys.load(data.admin_key("ledger")),
                                genesis=genesis)
         self.steps = 0
+        #: every personal value the demo handed to the vault (never on the chain)
+        self.personal_values: list[str] = []
+        #: the vault record the privacy steps made (erased by the end)
+        self.record_id: str | None = None
+        self.enc: dict[str, EncryptionKey] = {}  # the privacy steps' X25519 keys
+        self.carrier_access: str | None = None
         # Company prefixes: a Chinese one (690-699) for the manufacturer.
         suffix = int(self.run_id, 16) % 90_000 + 10_000
         self.cp = {"maker": f"69{suffix:05d}", "carrier": f"40{suffix:05d}",
@@ -125,6 +142,7 @@ class Demo:
         self.tag_and_copies(serials[1])
         self.readers_flag_a_clone(serials[2])
         self.penalty(serials)
+        self.personal_data()
         self.out(f"demo: all {self.steps} steps proved")
         return 0
 
@@ -334,6 +352,152 @@ class Demo:
                   f"a penalty of {applied['amount'] / 100:.2f} {applied['currency']} was "
                   "applied automatically against the carrier's deposit")
 
+    # --- personal data ------------------------------------------------------------------
+
+    def personal_data(self) -> None:
+        consumer, customs, carrier = self.privacy_onboard()
+        record_id = self.store_address(consumer)
+        self.share_and_read(record_id, consumer, customs, carrier)
+        self.export_shows_accesses(record_id, consumer)
+        self.erase(record_id, consumer, customs, carrier)
+        self.erased_and_still_verified(record_id, consumer, carrier)
+
+    def _enc_key(self, name: str) -> EncryptionKey:
+        """A party's X25519 key, kept (0600) in the run's demo folder."""
+        path = self.data.root / "demo" / self.run_id / f"{name}.enc"
+        if path.exists():
+            return EncryptionKey.load(path)
+        key = EncryptionKey.generate()
+        key.save(path)
+        return key
+
+    def privacy_onboard(self) -> tuple[PrivacyClient, PrivacyClient, PrivacyClient]:
+        person = self.party("consumer")
+        if person.key is None:
+            raise DemoFailed("the demo's consumer client has no key")
+        # The organisation's id and name are a pseudonym: no personal data on the chain.
+        self.orgs["consumer"] = f"consumer-{self.run_id}"
+        self.send(self.operator, "consortium.register_organisation",
+                  {"id": self.orgs["consumer"], "name": self.orgs["consumer"],
+                   "roles": ["consumer"], "admin_key": person.key.public.raw.hex()})
+        consumer = PrivacyClient(person)
+        customs = PrivacyClient(Client(self.gateway, key=keys.load(
+            self.data.admin_key("customs")), genesis=self.genesis))
+        carrier = PrivacyClient(self.carrier)
+        self.enc = {"consumer": self._enc_key("consumer"), "customs": self._enc_key("customs"),
+                    "carrier": self._enc_key("carrier")}
+        consumer.register_key(self.enc["consumer"], scope="self", country="DE")
+        customs.register_key(self.enc["customs"], scope="org", country="DE")
+        carrier.register_key(self.enc["carrier"], scope="org", country="PL")
+        self.step("a consumer in Germany joined with their own key and registered an X25519 "
+                  "encryption key; customs and the rail carrier registered their "
+                  "organisations' keys",
+                  f"3 public keys on the chain (the consumer's {self.enc['consumer'].key_id}"
+                  "); the private keys never left their holders")
+        return consumer, customs, carrier
+
+    def store_address(self, consumer: PrivacyClient) -> str:
+        address = f"Anna Schmidt, Lindenstraße {int(self.run_id, 16) % 200 + 1}, 10969 Berlin"
+        self.personal_values.append(address)
+        ref = consumer.put_record("address", address, jurisdiction="DE",
+                                  key=self.enc["consumer"], holders=["org:customs-joint"])
+        self.record_id = ref.record_id
+        on_chain = consumer.record_on_chain(ref.record_id)
+        self.expect(on_chain["commitment"] == ref.commitment
+                    and sorted(on_chain["holders"]) == sorted(ref.holders),
+                    f"the record on the chain: {on_chain}")
+        self.step("the consumer stored a delivery address in the vault, readable by "
+                  "themself and customs",
+                  f"encrypted on the client: the chain holds only a salted commitment "
+                  f"({ref.commitment[:12]}…) and the ciphertext's hash; the vault holds the "
+                  "ciphertext and the data key wrapped (HPKE) for each holder")
+        return ref.record_id
+
+    def share_and_read(self, record_id: str, consumer: PrivacyClient,
+                       customs: PrivacyClient, carrier: PrivacyClient) -> None:
+        address = self.personal_values[-1]
+        grantee = f"org:{self.orgs['carrier']}"
+        consumer.grant(record_id, grantee, "delivery", int(time.time() * 1000) + 30 * DAY_MS,
+                       key=self.enc["consumer"])
+        self.step("the consumer granted the address to the rail carrier for delivery, for "
+                  "30 days",
+                  "the grant is on the chain, bound to the key wrapped for the carrier "
+                  "(wrap_hash); the consumer's signature is the consent")
+        read = carrier.read(record_id, purpose="delivery", basis="grant",
+                            key=self.enc["carrier"])
+        self.expect(read == address, "the carrier read another value")
+        self.carrier_access = carrier.last_access
+        self.step("the carrier read the address to deliver",
+                  "the access was judged on the chain (a live grant) and logged; the "
+                  "value decrypted matches the record's commitment")
+        read = customs.read(record_id, purpose="customs_clearance", basis="legal_basis",
+                            key=self.enc["customs"])
+        self.expect(read == address, "customs read another value")
+        self.step("customs read the address for customs clearance, without a grant",
+                  "customs' roles hold a legal basis for addresses (ICS2/H7): judged and "
+                  "logged on the chain like any access")
+
+    def export_shows_accesses(self, record_id: str, consumer: PrivacyClient) -> None:
+        wanted = {(f"org:{self.orgs['carrier']}", "grant"),
+                  ("org:customs-joint", "legal_basis")}
+
+        def seen(export: dict[str, Any]) -> bool:
+            return wanted <= {(a["party"], a["basis"]) for a in export["access_log"]
+                              if a["record_id"] == record_id and a["outcome"] == "granted"}
+
+        export = self._wait(lambda: consumer.export(self.enc["consumer"]), seen)
+        values = [r["value"] for r in export["records"] if r["record_id"] == record_id]
+        self.expect(values == self.personal_values[-1:], "the export lacks the address")
+        self.expect(any(g["record_id"] == record_id for g in export["grants"]),
+                    "the export lacks the grant")
+        self.step("the consumer exported their data",
+                  "machine-readable: the address (decrypted on their machine), the grant, "
+                  f"and all {len(export['access_log'])} accesses to it — their own, the "
+                  "carrier's on the grant, customs' on its legal basis")
+
+    def erase(self, record_id: str, consumer: PrivacyClient, customs: PrivacyClient,
+              carrier: PrivacyClient) -> None:
+        consumer.erase(record_id)
+        carrier.acknowledge_erasure(record_id, "org")
+        customs.acknowledge_erasure(record_id, "org")
+        record = self._wait(lambda: self.operator.call(
+            "GET", f"/v1/state/privacy/record/{record_id}")["value"],
+            lambda r: r["status"] == "erased")
+        erasure = record["erasure"]
+        self.step("the consumer asked for the address's erasure; the carrier and customs "
+                  "acknowledged deleting their copies, the vault's custodian its ciphertext",
+                  f"record erased on the chain: {len(erasure['acknowledged'])} parties "
+                  "acknowledged (" + ", ".join(erasure["acknowledged"]) + "): the data key "
+                  "exists nowhere, the ciphertext is noise")
+
+    def erased_and_still_verified(self, record_id: str, consumer: PrivacyClient,
+                                  carrier: PrivacyClient) -> None:
+        created = self._wait(lambda: consumer.client.transaction(record_id, verify=True),
+                             lambda t: t["height"] > 0)
+        record = consumer.client.state(f"privacy/record/{record_id}", verify=True)
+        self.expect(record["status"] == "erased", f"the proven record: {record}")
+        self.step("the chain still verifies after the erasure",
+                  f"the record's creation (block {created['height']}) and its state "
+                  "(erased) checked offline against the genesis validators alone: "
+                  "nothing on chain was rewritten")
+        try:
+            carrier.envelope(record_id, self.carrier_access or "")
+            raise DemoFailed("the vault still hands out the erased record")
+        except PrivacyError as exc:
+            self.expect(exc.status == 410, f"the envelope: {exc}")
+        try:
+            carrier.read(record_id, purpose="delivery", basis="grant", key=self.enc["carrier"])
+            raise DemoFailed("the carrier read an erased record")
+        except PrivacyError as exc:
+            self.expect(exc.reason == "record_erased", f"the carrier's read: {exc}")
+        export = consumer.export(self.enc["consumer"])
+        self.expect(all(r["value"] is None for r in export["records"]
+                        if r["record_id"] == record_id), "the export still decrypts it")
+        self.step("nobody can read the address any more",
+                  "the vault answers 410 Gone to the carrier's earlier access, a new one is "
+                  "refused on the chain (record_erased), and the consumer's own export "
+                  "holds no ciphertext")
+
     def _wait(self, fetch: Callable[[], Any], ready: Callable[[Any], bool],
               timeout_s: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout_s
@@ -389,7 +553,7 @@ def run_demo(gateway: str, data_dir: str) -> int:
     demo = Demo(gateway, data)
     try:
         return demo.run()
-    except (DemoFailed, ApiError, proofs.ProofError) as exc:
+    except (DemoFailed, ApiError, PrivacyError, proofs.ProofError) as exc:
         print(f"demo: FAILED at step {demo.steps + 1}: {exc}")
         return 1
     except NETWORK_ERRORS as exc:

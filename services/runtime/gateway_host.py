@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from services import composition
 from services.gateway.api import GatewayApi
+from services.gateway.event_schemas import EventCatalogue
 from services.gateway.openapi import Endpoint
 from services.gateway.plugin import GatewayPlugin, PluginContext, PluginFollower
 from services.gateway.relay import Relay
@@ -51,6 +52,9 @@ class GatewayHost:
     events_url: str | None  # the broker partner events go to (None: no publisher)
     chain: ReplicaChain = field(init=False)
     views: ViewsAccess = field(init=False)
+    #: every partner event type, the composition's: the API's replay and the publisher
+    #: give the same event the same CloudEvent (its subject included)
+    catalogue: EventCatalogue = field(init=False)
     api: GatewayApi = field(init=False)
     plugins: dict[str, GatewayPlugin] = field(init=False)
 
@@ -60,7 +64,9 @@ class GatewayHost:
         relay_path = s.node_dir / "relay.key"
         relay = Relay(self.chain, keys.load(relay_path)) if relay_path.exists() else None
         self.views = ViewsAccess()
-        self.api = GatewayApi(self.chain, s.gateway, relay=relay, views=self.views)
+        self.catalogue = composition.event_catalogue()
+        self.api = GatewayApi(self.chain, s.gateway, catalogue=self.catalogue, relay=relay,
+                              views=self.views)
         self.plugins = {}
         for domain in composition.DOMAINS:
             edge = domain.edge
@@ -99,7 +105,7 @@ class GatewayHost:
                 self.chain.store, url=self.events_url,
                 checkpoint_path=self.settings.node_dir / "events.checkpoint",
                 topology=Topology(self.settings.amqp.prefix),
-                catalogue=composition.event_catalogue())
+                catalogue=self.catalogue)
             self.registry.register(PublisherCollector(publisher))
             followers.append(publisher)
         for plugin in self.plugins.values():
@@ -113,7 +119,13 @@ class GatewayHost:
             for cancel in unsubscribe:
                 cancel()
             if tasks:
-                await asyncio.wait(tasks, timeout=FOLLOWERS_STOP_S)
+                _, pending = await asyncio.wait(tasks, timeout=FOLLOWERS_STOP_S)
+                if pending:  # steps stuck past the wait: abandon them
+                    log.warning("%d followers still running after %.0fs: cancelled",
+                                len(pending), FOLLOWERS_STOP_S)
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.wait(pending, timeout=FOLLOWERS_STOP_S)
             for plugin in self.plugins.values():
                 await plugin.close()
             await self.views.close()

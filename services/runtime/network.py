@@ -210,7 +210,15 @@ def describe_exit(returncode: int) -> str:
     return f"exited with {returncode}"
 
 
+LOG_TAIL_BYTES = 16 * 1024  # read from the end of a log only (a log may be huge)
+
+
 def log_tail(path: Path, lines: int = 5) -> str:
-    if not path.exists():
+    try:
+        with path.open("rb") as log_file:
+            size = log_file.seek(0, os.SEEK_END)
+            log_file.seek(max(0, size - LOG_TAIL_BYTES))
+            tail = log_file.read(LOG_TAIL_BYTES)
+    except OSError:
         return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "\n".join(tail.decode(errors="replace").splitlines()[-lines:])

@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from services.gateway.settings import GatewayOptions, ViewsOptions
 from services.ledger.node.settings import AmqpOptions, ConsensusTiming, ReplicaLimits
+from services.privacy.edge.settings import PrivacySettings
 from services.trace.edge.settings import TraceSettings
 
 ServiceName = Literal["ledger", "trace", "customs", "credit", "gateway"]
@@ -50,6 +51,7 @@ class NodeSettings(BaseSettings):
     gateway: GatewayOptions = GatewayOptions()
     views: ViewsOptions = ViewsOptions()
     trace: TraceSettings = TraceSettings()
+    privacy: PrivacySettings = PrivacySettings()
     config_file: Path | None = None
 
     @classmethod

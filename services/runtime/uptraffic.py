@@ -29,6 +29,7 @@ from services.sdk.client import ApiError, AsyncClient
 
 TICK_S = 0.1
 IN_FLIGHT_MAX = 64  # batches waiting for their commit at once
+BATCH_MAX = 1_000  # transactions per request at most (the gateway's batch limit)
 
 
 @dataclass
@@ -61,7 +62,9 @@ async def drive_load(gateway: str, key: PrivateKey, tps: int, stop: asyncio.Even
             except (aiohttp.ClientError, TimeoutError, ApiError, OSError):
                 await _pause(stop, 1.0)  # the gateway is (re)starting
                 continue
-            owed += tps * TICK_S
+            # what a stalled gateway did not take is not owed for ever: at most one
+            # batch waits, so a recovery is not met by a burst
+            owed = min(owed + tps * TICK_S, float(BATCH_MAX))
             take = int(owed)
             if take and len(in_flight) < IN_FLIGHT_MAX:
                 owed -= take
@@ -114,13 +117,16 @@ async def report(gateway: str, every_s: float, stop: asyncio.Event,
                 return
             try:
                 status: dict[str, Any] = await client.status()
+                height, waiting = int(status["height"]), status["mempool_txs"]
             except (aiohttp.ClientError, TimeoutError, ApiError, OSError) as exc:
                 say(f"ecosphere: gateway not answering ({type(exc).__name__})")
                 continue
-            height = int(status["height"])
+            except (KeyError, TypeError, ValueError) as exc:
+                say(f"ecosphere: the gateway's status lacks {exc} (another version?)")
+                continue
             line = (f"ecosphere: height={height} "
                     f"(+{height - (last_height if last_height is not None else height)} "
-                    f"blocks) waiting_txs={status['mempool_txs']}")
+                    f"blocks) waiting_txs={waiting}")
             if load is not None:
                 line += (f" load: committed={load.committed} "
                          f"(+{load.committed - last_committed}) sent={load.sent}"

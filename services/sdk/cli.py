@@ -18,6 +18,12 @@ when a later step fails (``"verified": false`` on stdout, the error on stderr).
 
 A key made by ``keys create`` cannot send until an organisation's admin registers it
 on the chain (``consortium.add_key``); ``keys create`` and a refused send say how.
+
+``privacy`` is the personal-data vault (services/sdk/privacy.py): ``keys new|register``
+(an X25519 encryption key, ``--enc-key FILE``, besides the signing key), ``put``,
+``grant``, ``read``, ``export``, ``erase``. Values are encrypted here before anything
+is sent; a value given to ``put`` is never printed back (only ``read`` and ``export``
+print values), and ``--value-file -`` keeps it off the command line.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import re
 import shlex
 import sys
+import time
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
@@ -40,8 +47,11 @@ from services.ledger.core.errors import LedgerError
 from services.ledger.core.genesis import Genesis
 from services.ledger.core.transactions import Transaction
 from services.ledger.node import keys
+from services.privacy.vocabulary import ACCESS_BASES, CATEGORIES, PURPOSES
 from services.sdk import proofs
 from services.sdk.client import ApiError, Client
+from services.sdk.privacy import PrivacyClient, PrivacyError
+from services.sdk.vault import EncryptionKey, VaultError
 
 __all__ = ["DEFAULT_GATEWAY", "CliError", "add_parser", "registration_steps", "run"]
 
@@ -458,6 +468,190 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- privacy ---------------------------------------------------------------------------
+
+DAY_MS = 86_400_000
+GRANT_DAYS_MAX = 365
+
+
+def _enc_key(args: argparse.Namespace) -> EncryptionKey:
+    path = Path(args.enc_key)
+    if not path.is_file():
+        raise CliError("enc_key_file_missing", f"--enc-key: no key file at {path} ('client "
+                       "privacy keys new --out FILE' makes one)")
+    try:
+        return EncryptionKey.load(path)
+    except VaultError as exc:
+        raise CliError(exc.code, f"--enc-key: {exc.detail}") from None
+
+
+def _privacy_client(args: argparse.Namespace, what: str) -> PrivacyClient:
+    key = _require_key(args, f"privacy {what}")
+    return PrivacyClient(Client(_gateway(args), key=key, genesis=_genesis(args)))
+
+
+def _value(args: argparse.Namespace) -> str:
+    """The value to store, from --value or --value-file (``-``: standard input); it is
+    never echoed, not even in an error."""
+    if (args.value is None) == (args.value_file is None):
+        raise CliError("usage", "put needs one of --value V or --value-file FILE ('-' reads "
+                       "standard input)")
+    if args.value is not None:
+        return str(args.value)
+    try:
+        text = sys.stdin.read() if args.value_file == "-" else \
+            Path(args.value_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError("bad_value_file", f"--value-file: cannot read {args.value_file} "
+                       f"({type(exc).__name__})") from None
+    return text.removesuffix("\n")
+
+
+def _receipt(result: dict[str, Any]) -> dict[str, Any]:
+    return {"tx_hash": result.get("tx_hash"), "height": result.get("height")}
+
+
+def _privacy_keys(args: argparse.Namespace) -> dict[str, Any]:
+    if args.keys_step == "new":
+        path = Path(args.out)
+        if path.exists():
+            raise CliError("key_exists", f"--out {path} exists: an encryption key is never "
+                           "overwritten (its records would become unreadable)")
+        key = EncryptionKey.generate()
+        try:
+            key.save(path)
+        except OSError as exc:
+            raise CliError("keys_dir_unwritable", f"cannot write {path}: "
+                           f"{exc.strerror or exc}") from None
+        return {"key_id": key.key_id, "public_key": key.public_hex, "file": str(path),
+                "next_steps": {"register": "ecosphere client privacy keys register "
+                               f"--enc-key {shlex.quote(str(path))} --scope self|org "
+                               "--country CC --key-file YOUR_SIGNING_KEY"}}
+    key = _enc_key(args)
+    privacy = _privacy_client(args, "keys register")
+    result = privacy.register_key(key, scope=args.scope, country=args.country)
+    party = privacy.me if args.scope == "self" else \
+        f"org:{privacy.client.key_info().get('org')}"
+    return {"party": party, "key_id": key.key_id, "country": args.country, **_receipt(result)}
+
+
+def _privacy_put(args: argparse.Namespace) -> dict[str, Any]:
+    value = _value(args)
+    key = _enc_key(args)
+    ref = _privacy_client(args, "put").put_record(
+        args.category, value, jurisdiction=args.jurisdiction, key=key,
+        holders=args.holder or (), cross_border_consent=args.cross_border_consent)
+    return {"record_id": ref.record_id, "category": ref.category,
+            "commitment": ref.commitment, "holders": list(ref.holders), "height": ref.height}
+
+
+def _privacy_grant(args: argparse.Namespace) -> dict[str, Any]:
+    if not 0 < args.days <= GRANT_DAYS_MAX:
+        raise CliError("usage", f"--days is 1..{GRANT_DAYS_MAX} (a grant is renewable)")
+    key = _enc_key(args)
+    until = int(time.time() * 1000) + args.days * DAY_MS
+    result = _privacy_client(args, "grant").grant(
+        args.record, args.to, args.purpose, until, key=key,
+        cross_border_consent=args.cross_border_consent)
+    return {"record_id": args.record, "grantee": args.to, "purpose": args.purpose,
+            "until": until, **_receipt(result)}
+
+
+def _privacy_read(args: argparse.Namespace) -> dict[str, Any]:
+    key = _enc_key(args)
+    privacy = _privacy_client(args, "read")
+    value = privacy.read(args.record, purpose=args.purpose, basis=args.basis, key=key,
+                         as_=args.as_)
+    return {"record_id": args.record, "purpose": args.purpose, "basis": args.basis,
+            "value": value}
+
+
+def _privacy_export(args: argparse.Namespace) -> dict[str, Any]:
+    key = _enc_key(args)
+    return _privacy_client(args, "export").export(key)
+
+
+def _privacy_erase(args: argparse.Namespace) -> dict[str, Any]:
+    result = _privacy_client(args, "erase").erase(args.record)
+    return {"record_id": args.record, "status": "erasing", **_receipt(result)}
+
+
+_PRIVACY: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "keys": _privacy_keys, "put": _privacy_put, "grant": _privacy_grant,
+    "read": _privacy_read, "export": _privacy_export, "erase": _privacy_erase,
+}
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    try:
+        out = _PRIVACY[args.privacy_command](args)
+    except PrivacyError as exc:
+        extra: dict[str, Any] = {k: v for k, v in (("status", exc.status),
+                                                   ("reason", exc.reason),
+                                                   ("tx_hash", exc.tx_hash)) if v}
+        if exc.code in UNREGISTERED:
+            extra["next_steps"] = registration_steps(_require_key(args, "privacy"),
+                                                     _data_dir(args))
+        raise CliError(exc.code, exc.detail, exit_code=REFUSED, **extra) from None
+    _print(out)
+    return 0
+
+
+def _add_privacy(csub: Any, common: list[argparse.ArgumentParser]) -> None:
+    p = csub.add_parser("privacy", help="the personal-data vault: encrypted records, "
+                        "grants, reads, export, erasure", parents=common)
+    psub = p.add_subparsers(dest="privacy_command", required=True)
+    signer = argparse.ArgumentParser(add_help=False)
+    signer.add_argument("--key", help="signing key name in the keys directory")
+    signer.add_argument("--key-file", help="a signing key file")
+    enc = argparse.ArgumentParser(add_help=False)
+    enc.add_argument("--enc-key", required=True, help="your X25519 encryption key file")
+    consent = argparse.ArgumentParser(add_help=False)
+    consent.add_argument("--cross-border-consent", action="store_true",
+                         help="the subject consents to a transfer out of CN (PIPL)")
+    purposes, bases = sorted(PURPOSES), sorted(ACCESS_BASES)
+
+    k = psub.add_parser("keys", help="encryption keys", parents=common)
+    ksub = k.add_subparsers(dest="keys_step", required=True)
+    new = ksub.add_parser("new", help="make an X25519 key file (0600)", parents=common)
+    new.add_argument("--out", required=True, help="where to write the key")
+    reg = ksub.add_parser("register", help="register the key on the chain",
+                          parents=[*common, signer, enc])
+    reg.add_argument("--scope", required=True, choices=["org", "self"])
+    reg.add_argument("--country", required=True, help="ISO 3166-1 alpha-2, e.g. DE")
+
+    put = psub.add_parser("put", help="encrypt a value and store it as a record",
+                          parents=[*common, signer, enc, consent])
+    put.add_argument("--category", required=True, choices=sorted(CATEGORIES))
+    put.add_argument("--value", help="the value (visible to the machine's other users "
+                                     "while the command runs: --value-file - avoids that)")
+    put.add_argument("--value-file", help="read the value from FILE ('-': standard input)")
+    put.add_argument("--jurisdiction", required=True, help="your country, e.g. DE")
+    put.add_argument("--holder", action="append", help="a party to wrap the key for "
+                                                      "(org:<id> or key:<key id>), repeatable")
+
+    grant = psub.add_parser("grant", help="let a party read a record for a purpose",
+                            parents=[*common, signer, enc, consent])
+    grant.add_argument("record")
+    grant.add_argument("--to", required=True, help="the grantee: org:<id> or key:<key id>")
+    grant.add_argument("--purpose", required=True, choices=purposes)
+    grant.add_argument("--days", required=True, type=int)
+
+    read = psub.add_parser("read", help="read a record (the access is logged on chain)",
+                           parents=[*common, signer, enc])
+    read.add_argument("record")
+    read.add_argument("--purpose", required=True, choices=purposes)
+    read.add_argument("--basis", required=True, choices=bases)
+    read.add_argument("--as", dest="as_", choices=["org", "self"], default="org")
+
+    psub.add_parser("export", help="everything about you, decrypted",
+                    parents=[*common, signer, enc])
+    erase = psub.add_parser("erase", help="ask for a record's erasure",
+                            parents=[*common, signer])
+    erase.add_argument("record")
+    p.set_defaults(func=cmd_privacy)
+
+
 # --- the command line ------------------------------------------------------------------
 
 def _common(*, after: bool) -> argparse.ArgumentParser:
@@ -523,6 +717,8 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--type", help="prefix of the event type, e.g. notary.")
     e.add_argument("--max", type=int, default=0)
     e.set_defaults(func=cmd_subscribe)
+
+    _add_privacy(csub, common)
 
 
 def _error(code: str, detail: str, **extra: Any) -> None:

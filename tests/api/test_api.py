@@ -240,6 +240,27 @@ def test_views_search_pagination_and_replay(live: LiveNetwork) -> None:
     assert [e["height"] for e in replayed] == sorted(e["height"] for e in replayed)
 
 
+def test_replayed_domain_events_carry_the_subject_they_are_published_with(
+        live: LiveNetwork) -> None:
+    """Found in review: the API's replay knew the platform's events only, so a domain's
+    event (here privacy.key.registered) came back without the subject the publisher,
+    which has the composition's catalogue, gives it."""
+    from services import composition
+
+    client = live.client(live.demo_key)
+    public_key = hashlib.sha256(f"x25519 {time.time_ns()}".encode()).hexdigest()
+    sent = client.send("privacy.register_key", {"scope": "self", "public_key": public_key,
+                                                "country": "FR"})
+    page = client.replay(from_height=sent["height"], limit=100)
+    ours = [e for e in page["items"] if e.get("txhash") == sent["tx_hash"]]
+    assert [e["type"] for e in ours] == ["privacy.key.registered"]
+    published = composition.event_catalogue().subject_of(ours[0]["type"], ours[0]["data"])
+    assert published is not None and published == ours[0]["data"]["party"]
+    assert ours[0].get("subject") == published
+    gateway = live.network.nodes["gateway"].gateway
+    assert gateway is not None and gateway.api.catalogue is gateway.catalogue  # the publisher's
+
+
 def test_validators_and_health(live: LiveNetwork) -> None:
     client = live.client()
     validators = client.validators()

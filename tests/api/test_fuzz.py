@@ -55,8 +55,10 @@ SEMANTIC_REFUSALS: dict[str, frozenset[str]] = {
     # GS1 Digital Link (a grammar, not a pattern).
     # (tag_counter and tag_signature come together: a rule across two parameters)
     "GET /v1/trace/verify": frozenset({"bad_identifier", "not_serialised",
-                                       "bad_check_digit", "incomplete_tag_code"}),
-    "GET /v1/trace/provenance": frozenset({"bad_identifier", "bad_check_digit"}),
+                                       "bad_check_digit", "incomplete_tag_code",
+                                       "bad_digital_link"}),
+    "GET /v1/trace/provenance": frozenset({"bad_identifier", "bad_check_digit",
+                                           "bad_digital_link"}),
     # ...and its penalties cursor inherits the views' cursor format, but is an offset
     # (digits only).
     "GET /v1/trace/penalties": frozenset({"bad_cursor"}),

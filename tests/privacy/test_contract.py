@@ -380,6 +380,27 @@ def test_erasure_makes_the_record_unreadable_at_once_and_waits_for_every_holder(
     assert access(w, w.carrier, record_id)["reason"] == "record_erased"
 
 
+def test_a_subjects_records_are_bounded_and_an_erased_one_frees_its_place(
+        w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: every record ever made counted against the bound, so erasing
+    (or rectifying) never made room again."""
+    from services.privacy import records as records_module
+
+    monkeypatch.setattr(records_module, "RECORDS_PER_SUBJECT_MAX", 2)
+    first, second = w.record(w.alice), w.record(w.alice)
+    payload = {"category": "phone", "commitment": h("c3"), "ciphertext_hash": h("x3"),
+               "jurisdiction": "DE", "holders": [alice_party(w)]}
+    assert w.code(w.alice, "create_record", payload) == "too_many_records"
+    w.ok(w.alice, "request_erasure", {"record_id": first})
+    # erasing, not erased: the vault has not acknowledged yet, so still no room
+    assert w.code(w.alice, "create_record", payload) == "too_many_records"
+    w.ok(w.operator, "ack_erasure", {"record_id": first, "as": "vault"})
+    assert w.get(f"record/{first}")["status"] == "erased"
+    assert w.get(f"subject/{w.alice.key_id}") == [second]
+    w.ok(w.alice, "create_record", payload)
+    assert len(w.get(f"subject/{w.alice.key_id}")) == 2
+
+
 def test_a_party_that_never_acknowledges_is_named_at_the_deadline(w: World) -> None:
     record_id, requested = erased_world(w)
     deadline = w.events(requested, "privacy.erasure.requested")[0]["deadline"]

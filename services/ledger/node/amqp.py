@@ -396,3 +396,30 @@ async def delete_topology(url: str, topology: Topology, node_ids: list[str]) -> 
                 await channel.exchange_delete(name)
     finally:
         await connection.close()
+
+
+class PrefixInUse(RuntimeError):
+    """Another running network uses this topology prefix on this broker."""
+
+
+async def claim_prefix(url: str, topology: Topology) -> aio_pika.abc.AbstractConnection:
+    """Claim ``topology``'s prefix on the broker for as long as the returned connection
+    stays open: an exclusive queue ``<prefix>.owner`` only one connection may hold. Two
+    networks with one prefix (a data directory copied with its genesis, say) would
+    otherwise share queues and steal each other's messages. Raises :class:`PrefixInUse`."""
+    from aiormq.exceptions import ChannelLockedResource
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(f"{topology.prefix}.owner", exclusive=True,
+                                    auto_delete=True)
+    except ChannelLockedResource:
+        await connection.close()
+        raise PrefixInUse(f"another network uses the topology prefix {topology.prefix!r} on "
+                          "this broker (a copy of this data directory?): stop it, or give "
+                          "this one another prefix (ECOSPHERE_AMQP__PREFIX)") from None
+    except BaseException:
+        await connection.close()
+        raise
+    return connection

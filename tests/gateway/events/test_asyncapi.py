@@ -173,7 +173,8 @@ def test_published_events_match_the_documented_payloads(document):
     validators = {t: payload_validator(document, t) for t in PLATFORM_TYPES}
     seen = set()
     for event, block in chain.events:
-        ce = ev.to_cloudevent(event, block=block, chain_id=block.header.chain_id)
+        ce = ev.to_cloudevent(event, block=block, chain_id=block.header.chain_id,
+                              catalogue=CATALOGUE)
         payload = json.loads(ev.to_amqp(ce).body)
         errors = [e.message for e in validators[event.type].iter_errors(payload)]
         assert errors == [], (event.type, errors)
@@ -184,7 +185,8 @@ def test_published_events_match_the_documented_payloads(document):
 def test_documented_payloads_reject_wrong_events(document):
     chain = governance_chain()
     event, block = next((e, b) for e, b in chain.events if e.type == "notary.document.anchored")
-    good = ev.to_structured(ev.to_cloudevent(event, block=block, chain_id="ecosphere-sim"))
+    good = ev.to_structured(ev.to_cloudevent(event, block=block, chain_id="ecosphere-sim",
+                                             catalogue=CATALOGUE))
     validator = payload_validator(document, "notary.document.anchored")
     assert list(validator.iter_errors(good)) == []
     wrong_type = {**good, "type": "consortium.key.added"}

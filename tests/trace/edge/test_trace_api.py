@@ -28,7 +28,7 @@ pytestmark = pytest.mark.functional
 def test_the_demo_scenario_proves_every_step(live: LiveNetwork) -> None:
     lines: list[str] = []
     assert Demo(live.url, live.data, out=lines.append).run() == 0
-    assert lines[-1].startswith("demo: all 10 steps proved")
+    assert lines[-1].startswith("demo: all 19 steps proved")
     assert any("suspected_clone" in line for line in lines)
     assert any("'replayed'" in line for line in lines)
     assert any("penalty of 250.00 EUR" in line for line in lines)
