@@ -29,13 +29,16 @@ State (namespace ``trace``)::
     cert_subject/<subject>   [certificate roots] bound to a product GTIN, lot or org
     event/<hash>             {hash, height, tx, index, type, biz_step, time, org}
     eventid/<sha256(eventID)> the event hash recorded under that EPCIS eventID (unique)
-    item/<epc>               {epc, state, brand_owner, last_location, last_country,
-                              last_time, biz_step, disposition, parent, clone_suspected}
-                             plus, once scanned: scans, anonymous_scans, replays,
-                             anomalies, anomaly_at, last_scan_country, last_scan_time,
-                             last_reader, last_reader_country, last_reader_time,
-                             last_shelf, last_shelf_country, last_shelf_time;
-                             once tagged: tag_key, tag_counter, tag_registered
+    item/<epc>               {epc, gtin, state, brand_owner, custodian, commissioned,
+                              last_country, last_time, last_org, biz_step, disposition,
+                              parent, clone_suspected} plus custody_to while its
+                             custodian hands it over (capture.custodian_of); once
+                             scanned: scans, anonymous_scans, replays, anomalies,
+                             anomaly_at, anomaly_proven, last_scan_country,
+                             last_scan_time, last_reader, last_reader_country,
+                             last_reader_time, last_shelf, last_shelf_country,
+                             last_shelf_time; once tagged: tag_key, tag_counter,
+                             tag_registered, tag_codes [[counter, signature], ...]
     agreement/<id>           {id, proposer, counterparty, responsible, epcs[], gtins[],
                               rules[], deposit, remaining, status, deadlines}
     penalty/<id>             {agreement, responsible, amount, currency, rule, reason, time}
@@ -58,9 +61,13 @@ Decisions (see docs/adr/0004-trace-on-chain.md):
 * **Time** is block time: events from the future beyond ``EVENT_FUTURE_MS``
   are refused (clock-skewed), deadlines fire on BFT time.
 * **Clone verdicts rest on evidence a stranger cannot forge**
-  (docs/adr/0005-clone-verdicts.md): a registered reader's own signed scan, or a
-  secure tag's fresh code (possession). Anonymous scans, which the gateway relays
-  for anyone, are counted and may raise a weak anomaly signal; they never decide.
+  (docs/adr/0005-clone-verdicts.md, amended): two registered retailers offering the
+  item in two countries within a day, or two different codes of its secure tag for
+  one tap. Anything after decommissioning, and anonymous scans, which the gateway
+  relays for anyone, raise anomaly signals for the brand owner; they never decide.
+* **Custody moves with its holder's consent**: the custodian names the next holder in
+  an event's destinationList, who takes over with its next event; only an item's
+  brand owner or custodian decommissions it.
 
 This module never does I/O, reads the clock (block time is ``ctx.time``), draws
 randomness or uses floats: every replica runs it, so any change of behaviour forks the

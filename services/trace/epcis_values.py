@@ -238,8 +238,10 @@ def decimal_string(value: Any, path: str = "", *, code: str = "bad_field") -> in
     return canonical_number(value)
 
 
-#: JSON numbers with a fraction or exponent are read as decimal text, bounded so that
-#: an exponent cannot expand into megabytes of digits
+#: the longest JSON number a document may hold (characters). Numbers with a fraction or
+#: exponent are read as decimal text, bounded so that an exponent cannot expand into
+#: megabytes of digits; integers are bounded so that Python's own, per-process limit
+#: (``sys.int_max_str_digits``, at least 640) never decides
 JSON_NUMBER_CHARS_MAX = 64
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
@@ -257,6 +259,15 @@ def _json_decimal(text: str) -> str:
     return format(number, "f")
 
 
+def _json_int(text: str) -> int:
+    """A JSON integer, refused beyond ``JSON_NUMBER_CHARS_MAX`` characters before Python's
+    own limit (``sys.int_max_str_digits``, a per-process setting) could decide: replicas
+    must agree on every document whatever their interpreter's settings."""
+    if len(text) > JSON_NUMBER_CHARS_MAX or not _JSON_NUMBER.fullmatch(text):
+        raise _fail("bad_number", f"number {text[:40]} is out of range", "")
+    return int(text)
+
+
 def _no_constant(text: str) -> Any:
     raise _fail("bad_number", f"{text} is not a number EPCIS accepts", "")
 
@@ -266,8 +277,11 @@ def parse_json(text: str | bytes) -> Any:
     (``"value": 26.1``) — read without floats: a number with a fraction or exponent
     becomes its exact decimal text, which the validators accept wherever a decimal is
     (and the CBV 2.0 hash canonicalises like the number). NaN and Infinity are refused.
+    Integers and decimals longer than ``JSON_NUMBER_CHARS_MAX`` characters are refused
+    (``bad_number``), whatever the interpreter's own integer limit.
     Raises :class:`EpcisError` (``bad_number``) or ``ValueError`` (not JSON)."""
-    return json.loads(text, parse_float=_json_decimal, parse_constant=_no_constant)
+    return json.loads(text, parse_float=_json_decimal, parse_int=_json_int,
+                      parse_constant=_no_constant)
 
 
 def as_decimal(value: int | str) -> Decimal:

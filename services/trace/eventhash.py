@@ -90,6 +90,7 @@ __all__ = [
     "EPCIS_CONTEXT_LATEST",
     "KNOWN_EPCIS_CONTEXTS",
     "PROPERTY_ORDER",
+    "WHITESPACE",
     "document_hashes",
     "document_prehashes",
     "event_hash",
@@ -474,8 +475,19 @@ def _correct(node: Node) -> Node:
 # Pre-hash string
 # --------------------------------------------------------------------------- #
 
+#: A-Z to a-z only: str.lower() follows the Python version's Unicode case tables, and a
+#: field name (an extension's, say) decides how its value is hashed
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+#: what str.strip() strips (str.isspace: Unicode White_Space plus the C0 separators), as
+#: of Unicode 6.3..15, spelt out so that a later Unicode version cannot change a hash
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003"
+              "\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
 def _is_time_field(name: str) -> bool:
-    lowered = name.lower()
+    lowered = name.translate(_ASCII_LOWER)
     return "time" in lowered and "offset" not in lowered
 
 
@@ -506,7 +518,7 @@ def _field(node: Node, sub_order: Order | None) -> str:
             nested = _ordered(node[2], sub_order)
     text = ""
     if node[1]:
-        text = node[1].strip()
+        text = node[1].strip(WHITESPACE)
         text = canonical_time(text) if _is_time_field(node[0]) else canonical_value(text)
         if text:
             text = "=" + text
@@ -523,7 +535,7 @@ def _generic(children: Sequence[Any]) -> str:
         if isinstance(child[0], tuple):
             values.append(_generic(child))
             continue
-        text = child[1].strip()
+        text = child[1].strip(WHITESPACE)
         if text:
             text = "=" + canonical_value(text)
         values.append(child[0] + text + _generic(child[2]))

@@ -70,6 +70,10 @@ def canonical_number(text: str) -> str:
     Text that is not a finite decimal number is returned unchanged. Exact
     (:class:`decimal.Decimal` with the default 28-digit context), never floats.
     """
+    if not text.isascii():
+        # Decimal() also reads other scripts' digits and Unicode spaces, by the Python
+        # version's Unicode tables: such text is never a number of the hash
+        return text
     try:
         number = Decimal(text)
     except (InvalidOperation, ValueError):
@@ -195,67 +199,74 @@ def _ref12(uri: str, start: int, dot: int) -> str:
     return prefix + uri[dot + 1:dot + 1 + 12 - len(prefix)]
 
 
+def _compile(pattern: str) -> re.Pattern[str]:
+    """A pattern whose ``\\d`` is ASCII 0-9 only: Python's Unicode digit tables grow
+    from version to version (a digit of a newly encoded script), and every replica must
+    canonicalise, hence hash, every value alike."""
+    return re.compile(pattern, re.ASCII)
+
+
 _ID = "https://id.gs1.org/"
 _EPC_RULES: list[tuple[re.Pattern[str], Any]] = [
-    (re.compile(r"^urn:epc:id:sgtin:" + _split(13) + r"\." + _SER + r"{1,20}$"),
+    (_compile(r"^urn:epc:id:sgtin:" + _split(13) + r"\." + _SER + r"{1,20}$"),
      lambda u, d: _ID + "01/" + _gtin(u, 17, d) + "/21/" + _dl_escape(u[32:])),
-    (re.compile(r"^urn:epc:id:sscc:" + _split(17) + r"$"),
+    (_compile(r"^urn:epc:id:sscc:" + _split(17) + r"$"),
      lambda u, d: _ID + "00/" + _with_check(u[d + 1] + u[16:d] + u[d + 2:])),
-    (re.compile(r"^urn:epc:id:sgln:" + _split(12) + r"\." + _SER + r"{1,20}$"),
+    (_compile(r"^urn:epc:id:sgln:" + _split(12) + r"\." + _SER + r"{1,20}$"),
      lambda u, d: _ID + "414/" + _with_check(_ref12(u, 16, d)) + (
          "" if u[30:] == "0" else "/254/" + _dl_escape(u[30:]))),
-    (re.compile(r"^urn:epc:id:grai:" + _split(12, r"\.") + r"\." + _SER + r"{1,16}$"),
+    (_compile(r"^urn:epc:id:grai:" + _split(12, r"\.") + r"\." + _SER + r"{1,16}$"),
      lambda u, d: _ID + "8003/" + _with_check("0" + _ref12(u, 16, d)) + _dl_escape(u[30:])),
-    (re.compile(r"^urn:epc:id:giai:" + _varlen(_SER, 30) + r"$"),
+    (_compile(r"^urn:epc:id:giai:" + _varlen(_SER, 30) + r"$"),
      lambda u, d: _ID + "8004/" + u[16:d] + _dl_escape(u[d + 1:])),
-    (re.compile(r"^urn:epc:id:gsrn:" + _split(17) + r"$"),
+    (_compile(r"^urn:epc:id:gsrn:" + _split(17) + r"$"),
      lambda u, d: _ID + "8018/" + _with_check(u[16:d] + u[d + 1:])),
-    (re.compile(r"^urn:epc:id:gsrnp:" + _split(17) + r"$"),
+    (_compile(r"^urn:epc:id:gsrnp:" + _split(17) + r"$"),
      lambda u, d: _ID + "8017/" + _with_check(u[17:d] + u[d + 1:])),
-    (re.compile(r"^urn:epc:id:gdti:" + _split(12, r"\.") + _SER + r"{1,20}$"),
+    (_compile(r"^urn:epc:id:gdti:" + _split(12, r"\.") + _SER + r"{1,20}$"),
      lambda u, d: _ID + "253/" + _with_check(_ref12(u, 16, d)) + _dl_escape(u[30:])),
-    (re.compile(r"^urn:epc:id:cpi:" + _varlen(_CPI, 30) + r"\.\d{1,12}$"),
+    (_compile(r"^urn:epc:id:cpi:" + _varlen(_CPI, 30) + r"\.\d{1,12}$"),
      lambda u, d: _ID + "8010/" + _dl_escape(u[15:d] + u[d + 1:u.rfind(".")]) + "/8011/"
      + u[u.rfind(".") + 1:]),
-    (re.compile(r"^urn:epc:id:sgcn:" + _split(12) + r"\.\d{1,12}$"),
+    (_compile(r"^urn:epc:id:sgcn:" + _split(12) + r"\.\d{1,12}$"),
      lambda u, d: _ID + "255/" + _with_check(_ref12(u, 16, d)) + u[30:]),
-    (re.compile(r"^urn:epc:id:ginc:" + _varlen(_SER, 30) + r"$"),
+    (_compile(r"^urn:epc:id:ginc:" + _varlen(_SER, 30) + r"$"),
      lambda u, d: _ID + "401/" + u[16:d] + _dl_escape(u[d + 1:])),
-    (re.compile(r"^urn:epc:id:gsin:" + _split(16) + r"$"),
+    (_compile(r"^urn:epc:id:gsin:" + _split(16) + r"$"),
      lambda u, d: _ID + "402/" + _with_check(u[16:d] + u[d + 1:])),
-    (re.compile(r"^urn:epc:id:itip:" + _split(13) + r"\.\d{2}\.\d{2}\." + _SER + r"{1,20}$"),
+    (_compile(r"^urn:epc:id:itip:" + _split(13) + r"\.\d{2}\.\d{2}\." + _SER + r"{1,20}$"),
      lambda u, d: _ID + "8006/" + _gtin(u, 16, d) + u[31:33] + u[34:36] + "/21/"
      + _dl_escape(u[37:])),
-    (re.compile(r"^urn:epc:id:upui:" + _split(13) + r"\." + _SER + r"{1,28}$"),
+    (_compile(r"^urn:epc:id:upui:" + _split(13) + r"\." + _SER + r"{1,28}$"),
      lambda u, d: _ID + "01/" + _gtin(u, 16, d) + "/235/" + _dl_escape(u[31:])),
-    (re.compile(r"^urn:epc:id:pgln:" + _split(12) + r"$"),
+    (_compile(r"^urn:epc:id:pgln:" + _split(12) + r"$"),
      lambda u, d: _ID + "417/" + _with_check(_ref12(u, 16, d))),
-    (re.compile(r"^urn:epc:class:lgtin:" + _split(13) + r"\." + _SER + r"{1,20}$"),
+    (_compile(r"^urn:epc:class:lgtin:" + _split(13) + r"\." + _SER + r"{1,20}$"),
      lambda u, d: _ID + "01/" + _gtin(u, 20, d) + "/10/" + _dl_escape(u[35:])),
-    (re.compile(r"^urn:epc:idpat:sgtin:" + _split(13) + r"\.\*$"),
+    (_compile(r"^urn:epc:idpat:sgtin:" + _split(13) + r"\.\*$"),
      lambda u, d: _ID + "01/" + _gtin(u, 20, d)),
-    (re.compile(r"^urn:epc:idpat:grai:" + _split(12, r"\.") + r"\.\*$"),
+    (_compile(r"^urn:epc:idpat:grai:" + _split(12, r"\.") + r"\.\*$"),
      lambda u, d: _ID + "8003/" + _with_check("0" + _ref12(u, 19, d))),
-    (re.compile(r"^urn:epc:idpat:gdti:" + _split(12, r"\.") + r"\.\*$"),
+    (_compile(r"^urn:epc:idpat:gdti:" + _split(12, r"\.") + r"\.\*$"),
      lambda u, d: _ID + "253/" + _with_check(_ref12(u, 19, d))),
-    (re.compile(r"^urn:epc:idpat:sgcn:" + _split(12, r"\.") + r"\.\*$"),
+    (_compile(r"^urn:epc:idpat:sgcn:" + _split(12, r"\.") + r"\.\*$"),
      lambda u, d: _ID + "255/" + _with_check(_ref12(u, 19, d))),
-    (re.compile(r"^urn:epc:idpat:cpi:" + _varlen(_CPI, 30) + r"\.\*$"),
+    (_compile(r"^urn:epc:idpat:cpi:" + _varlen(_CPI, 30) + r"\.\*$"),
      lambda u, d: _ID + "8010/" + _dl_escape(u[18:d] + u[d + 1:u.rfind(".")])),
-    (re.compile(r"^urn:epc:idpat:itip:" + _split(13) + r"\.\d{2}\.\d{2}\.\*$"),
+    (_compile(r"^urn:epc:idpat:itip:" + _split(13) + r"\.\d{2}\.\d{2}\.\*$"),
      lambda u, d: _ID + "8006/" + _gtin(u, 19, d) + u[34:36] + u[37:39]),
-    (re.compile(r"^urn:epc:idpat:upui:" + _split(13) + r"\.\*$"),
+    (_compile(r"^urn:epc:idpat:upui:" + _split(13) + r"\.\*$"),
      lambda u, d: _ID + "01/" + _gtin(u, 19, d)),
 ]
 
 _KEYS = ("01|gtin|8006|itip|8010|cpid|414|gln|417|party|8017|gsrnp|8018|gsrn|255|gcn|00|sscc"
          "|253|gdti|401|ginc|402|gsin|8003|grai|8004|giai")
-_DL_SYNTAX = re.compile(
+_DL_SYNTAX = _compile(
     r"^https?:(//((([^/?#]*)@)?([^/?#:]*)(:([^/?#]*))?))?((([^?#]*)(/(" + _KEYS + r")/)"
     r"(\d{4}[^/]+)(/[^/]+/[^/]+)?[/]?(\?([^?\n]*))?(#([^\n]*))?)|(/[A-Za-z_-]{10}$))")
 # NB: the host's dots are unescaped in the reference's patterns; kept so for equivalence.
 _DL_HOST = "https://id.gs1.org"
-_DL_CANONICAL = re.compile(
+_DL_CANONICAL = _compile(
     r"^https://id.gs1.org/(01|8006|8010|414|417|8017|8018|255|00|253|401|402|8003|8004)/"
     r"(\d{4}[^/]+)(/[^/]+/[^/]+)?[/]?(\?([^?\n]*))?(#([^\n]*))?|(/[A-Za-z_-]{10}$)")
 _DL_SHORT_NAMES = (
@@ -267,14 +278,14 @@ _DL_SHORT_NAMES = (
 _DL_PRIMARY = ("/00/", "/01/", "/253/", "/255/", "/401/", "/402/", "/414/", "/417/",
                "/8003/", "/8004/", "/8006/", "/8010/", "/8017/", "/8018/")
 _H = "https://id.gs1.org/"
-_DL_CPV_LAST = [re.compile(_H + r"8006/\d{18}/22/(" + _DLC + r"{0,20})$"),
-                re.compile(_H + r"01/\d{14}/22/(" + _DLC + r"{0,20})$")]
-_DL_CPV_MID = [re.compile(_H + r"8006/\d{18}/22/([\x2F" + _DLC[1:] + r"{0,20})$"),
-               re.compile(_H + r"01/\d{14}/22/([\x2F" + _DLC[1:] + r"{0,20})$")]
+_DL_CPV_LAST = [_compile(_H + r"8006/\d{18}/22/(" + _DLC + r"{0,20})$"),
+                _compile(_H + r"01/\d{14}/22/(" + _DLC + r"{0,20})$")]
+_DL_CPV_MID = [_compile(_H + r"8006/\d{18}/22/([\x2F" + _DLC[1:] + r"{0,20})$"),
+               _compile(_H + r"01/\d{14}/22/([\x2F" + _DLC[1:] + r"{0,20})$")]
 _DL_LOT_SERIAL = [
-    re.compile(_H + r"8006/\d{18}/10/(" + _DLC + r"{0,20})/21/(" + _DLC + r"{0,20})$"),
-    re.compile(_H + r"01/(\d{14})/10/(" + _DLC + r"{0,20})/21/(" + _DLC + r"{0,20})$")]
-_DL_VALID = [re.compile(_H + p + "$") for p in (
+    _compile(_H + r"8006/\d{18}/10/(" + _DLC + r"{0,20})/21/(" + _DLC + r"{0,20})$"),
+    _compile(_H + r"01/(\d{14})/10/(" + _DLC + r"{0,20})/21/(" + _DLC + r"{0,20})$")]
+_DL_VALID = [_compile(_H + p + "$") for p in (
     r"00/(\d{18})", r"01/(\d{14})/21/(" + _DLC + r"{0,20})",
     r"01/(\d{14})/10/(" + _DLC + r"{0,20})", r"01/(\d{14})",
     r"01/(\d{14})/235/(" + _DLC + r"{0,28})", r"253/(\d{13})(" + _DLC + r"{0,17})",
@@ -311,9 +322,9 @@ def canonical_digital_link(text: str) -> str | None:
             if key in uri:
                 uri = _DL_HOST + uri[uri.find(key):]
                 break
-    if re.match(_H + r"01/\d{14}", uri) is None:
+    if re.match(_H + r"01/\d{14}", uri, re.ASCII) is None:
         for digits, pad in ((13, "0"), (12, "00"), (8, "000000")):
-            if re.match(_H + rf"01/\d{{{digits}}}", uri):
+            if re.match(_H + rf"01/\d{{{digits}}}", uri, re.ASCII):
                 uri = uri.replace("/01/", "/01/" + pad)
                 break
     after_cpv = uri[uri.find("/22/") + 4:]

@@ -100,7 +100,7 @@ def assign_prefix(ctx: TxContext) -> None:
     if ctx.read(f"consortium/org/{org_id}") is None:
         ctx.fail("not_found", f"organisation {org_id!r} does not exist")
     prefix = payload_str(ctx, "prefix", size_max=32)
-    if not (prefix.isascii() and prefix.isdigit()
+    if not (all("0" <= c <= "9" for c in prefix)
             and PREFIX_DIGITS_MIN <= len(prefix) <= PREFIX_DIGITS_MAX):
         ctx.fail("bad_prefix", f"a GS1 company prefix is {PREFIX_DIGITS_MIN}.."
                                f"{PREFIX_DIGITS_MAX} digits")
@@ -173,8 +173,10 @@ def register_location(ctx: TxContext) -> None:
         ctx.fail("conflict", f"location {gln} is already registered")
     _require_prefix(ctx, gln, f"GLN {gln}")
     country = payload_str(ctx, "country", size_max=2)
-    if len(country) != 2 or not country.isalpha() or not country.isupper():
-        ctx.fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code")
+    # ASCII A-Z spelt out: str.isalpha/isupper follow the Python version's Unicode
+    # tables ("ÄÖ" passes them), and every replica must agree on what is valid
+    if len(country) != 2 or not all("A" <= c <= "Z" for c in country):
+        ctx.fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code (A-Z)")
     record = {"gln": gln, "org": ctx.sender_org, "name": payload_str(ctx, "name"),
               "country": country, "registered": ctx.time}
     ctx.put(f"location/{gln}", record)

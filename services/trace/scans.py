@@ -3,10 +3,15 @@
 endpoint answers with at once (:func:`judge_scan`).
 
 A brand owner registers the public key of an item's secure tag, once; a tag signs each
-tap with a strictly increasing counter. A verdict rests only on evidence a stranger
-cannot forge: a registered reader's own signed scan (evidence of place) or a tag's fresh
-code (possession). Anonymous scans, which the gateway relays for anyone, are counted and
-may raise a weak anomaly signal; they never decide.
+tap with a strictly increasing counter. A clone verdict rests only on evidence that a
+second physical copy exists and that no stranger can make out of genuine material:
+two registered retailers offering the item in two countries within a day, or two
+different codes of its tag for the same tap (its key signs outside the genuine chip).
+A tag code carries no time, so a fresh one after decommissioning may have been tapped
+long before (a shopper's NFC app, a shared link, a batch the ledger dropped): like
+anything else after decommissioning, it is an anomaly for the brand owner, never a
+verdict. Anonymous scans, which the gateway relays for anyone, are counted and may raise
+a weak anomaly signal; they never decide (docs/adr/0005-clone-verdicts.md, amended).
 
 State: the scan and tag facts of ``item/<epc>`` (see :mod:`services.trace.contract`).
 Runs in every replica: it must never do I/O, read the clock (block time is
@@ -28,6 +33,10 @@ from services.ledger.core.errors import TransactionFailed
 from services.trace.items import TERMINAL_STATES, item_key
 
 __all__ = [
+    "ANOMALY_AFTER_DECOMMISSIONING",
+    "ANOMALY_COUNTRY_CONFLICT",
+    "CLONE_CLONED_TAG",
+    "CLONE_SHELF_CONFLICT",
     "CLONE_WINDOW_MS",
     "EPC_CHARS_MAX",
     "EVIDENCE_ANONYMOUS",
@@ -42,6 +51,7 @@ __all__ = [
     "SCANS_PER_BATCH_MAX",
     "SHELF_ROLES",
     "TAGS_PER_REGISTRATION_MAX",
+    "TAG_CODES_KEPT",
     "TAG_CODE_PREFIX",
     "TAG_COUNTER_MAX",
     "Scan",
@@ -72,8 +82,14 @@ EPC_CHARS_MAX = 200
 #: and its tap counter (8 bytes, big-endian), strictly increasing tap by tap
 TAG_CODE_PREFIX = b"ecosphere-tag/v1\x00"
 TAG_COUNTER_MAX = 2**53 - 1  # the chain's JSON integers
-#: who relays scans for anyone (the gateway's relay key): such scans are anonymous
-SCANNER_ROLES = ("platform", "observer")
+#: the last accepted codes an item keeps (counter, signature): a different signature for
+#: one of these counters shows the tag's key signing outside the genuine chip
+TAG_CODES_KEPT = 4
+#: who relays scans for anyone: the platform operator's organisation, whose member key
+#: is the gateway's relay key (genesis: ``operator``, role ``platform``). Such scans
+#: are anonymous; they are budgeted by the gateway, so no other organisation (not an
+#: ``observer``, which any member may be) sends them
+SCANNER_ROLES = ("platform",)
 #: who scans with its own key as a registered, accountable reader: evidence of place
 READER_ROLES = ("carrier", "warehouse", "retailer", "customs_cn", "customs_eu", "certifier")
 #: readers at a point of sale: a genuine item sits on one shelf at a time, so two shelves
@@ -89,6 +105,12 @@ PROOF_ABSENT = "absent"
 EVIDENCE_READER = "reader"  # a registered reader's own signed scan: evidence of place
 EVIDENCE_POSSESSION = "possession"  # a fresh tag code: the genuine tag was tapped
 EVIDENCE_ANONYMOUS = "anonymous"  # anything anyone could have sent
+#: why an item is a suspected clone (``trace.clone.suspected``'s ``code``)
+CLONE_SHELF_CONFLICT = "shelf_conflict"  # two retailers, two countries, one day
+CLONE_CLONED_TAG = "cloned_tag"  # two different codes of its tag for one tap
+#: why a scan raised an anomaly (``trace.anomaly.raised``'s ``code``)
+ANOMALY_AFTER_DECOMMISSIONING = "after_decommissioning"
+ANOMALY_COUNTRY_CONFLICT = "country_conflict"
 
 
 def _fail(code: str, message: str) -> TransactionFailed:
@@ -126,7 +148,9 @@ class ScanJudgement:
     proof: str  # PROOF_*
     evidence: str  # EVIDENCE_*
     clone_reason: str | None  # set: this scan makes the item a suspected clone
-    anomaly: str | None  # set: a weak signal for the brand owner, never a verdict
+    anomaly: str | None  # set: a signal for the brand owner, never a verdict
+    clone_code: str | None = None  # CLONE_* with clone_reason
+    anomaly_code: str | None = None  # ANOMALY_* with anomaly
 
 
 # --- the contract's actions -------------------------------------------------------------
@@ -169,7 +193,9 @@ def record_scan(ctx: TxContext) -> None:
 
 def record_scans(ctx: TxContext) -> None:
     """A batch of the scans the gateway relayed for anyone (all anonymous but for
-    their tag codes), at most one transaction per interval (docs/adr/0005)."""
+    their tag codes), at most one transaction per interval (docs/adr/0005). Only the
+    platform's relay sends them: the gateway's budget is what bounds anonymous scans,
+    so an organisation that could send them itself would bypass it."""
     ctx.require_org_role(*SCANNER_ROLES)
     for scan in parse_scans(ctx.payload):
         _scan(ctx, scan, None)
@@ -193,10 +219,13 @@ def _scan(ctx: TxContext, scan: Scan, reader: str | None, *, shelf: bool = False
     if judgement.anomaly is not None:
         ctx.emit("trace.anomaly.raised", {"epc": scan.epc, "brand_owner": owner,
                                         "country": scan.country,
+                                        "code": judgement.anomaly_code,
+                                        "evidence": judgement.evidence,
                                         "reason": judgement.anomaly})
     if judgement.clone_reason is not None:
         ctx.emit("trace.clone.suspected", {"epc": scan.epc, "brand_owner": owner,
                                            "country": scan.country,
+                                           "code": judgement.clone_code,
                                            "reason": judgement.clone_reason})
     ctx.emit("trace.scan.recorded", {"epc": scan.epc, "country": scan.country,
                                      "scans": item["scans"],
@@ -242,51 +271,84 @@ def judge_code(item: Mapping[str, Any], code: TagCode | None) -> str:
     return PROOF_VALID
 
 
-def clone_reason(item: Mapping[str, Any], country: str, at: int, *, evidence: str,
-                 reader: str | None = None, shelf: bool = False) -> str | None:
-    """Why a scan of ``item`` in ``country`` at ``at`` shows a copy exists (None: it
-    does not). Only evidence decides:
+def clone_reason(item: Mapping[str, Any], scan: Scan, at: int, *, proof: str,
+                 reader: str | None = None, shelf: bool = False
+                 ) -> tuple[str, str] | None:
+    """``(CLONE_*, why)`` when a scan of ``item`` at ``at`` shows that a second physical
+    copy of it exists (None: it does not). Only evidence no stranger can make out of
+    genuine material decides:
 
-    * any evidence scan after the item was decommissioned: a registered reader saw
-      it, or its genuine tag answered (the tag was reused on other goods);
-    * two registered readers at points of sale (``SHELF_ROLES``, different
-      organisations) in two countries within ``CLONE_WINDOW_MS``: one item is on
-      one shelf. Custody readers (carriers, customs) follow goods across borders
+    * **a cloned tag**: the scan's code verifies under the item's tag key, for a tap
+      counter the chain accepted before, with another signature. A genuine tag signs
+      each counter once (its counter strictly increases; Ed25519 is deterministic, so
+      even a repeat would be the same bytes), and no one else can make a second valid
+      signature (strict verification: strongly unforgeable). So the key signs outside
+      the genuine chip. (A copy signing as RFC 8032 does makes the genuine chip's very
+      codes: only readers' shelves expose it.) A code merely below the last counter is
+      not evidence: a genuine tap nobody sent (a shopper's NFC app) is just that;
+    * **two shelves**: two registered readers at points of sale (``SHELF_ROLES``,
+      different organisations) in two countries within ``CLONE_WINDOW_MS``: one item
+      is on one shelf. Custody readers (carriers, customs) follow goods across borders
       within hours and never take part in a country conflict.
 
-    A possession proof says the genuine tag was tapped, not where: its country is
-    whatever the person tapping claims, so it never takes part in a country
+    Decommissioning decides nothing (:func:`anomaly_reason`): a tag code carries no
+    time, so a fresh one may come from a tap before decommissioning; and genuine goods
+    outlive their record (a recall of goods in consumers' hands). A possession proof
+    says the genuine tag was tapped, not where, so it never takes part in a country
     conflict. An anonymous scan never decides anything."""
-    if evidence == EVIDENCE_ANONYMOUS:
-        return None
-    if item["state"] in TERMINAL_STATES:
-        who = f"registered reader {reader}" if reader is not None else \
-            "its own tag (a fresh code)"
-        return f"scanned in {country} by {who} after it was decommissioned"
+    if proof == PROOF_REPLAYED and scan.code is not None:
+        signature = scan.code.signature.hex()
+        for counter, accepted in item.get("tag_codes", ()):
+            if counter == scan.code.counter and accepted != signature:
+                return CLONE_CLONED_TAG, (
+                    f"two different codes of its tag for tap {counter}: its key signs "
+                    "outside the genuine chip")
     last = item.get("last_shelf")
     if reader is None or not shelf or last is None or last == reader:
         return None
-    if item.get("last_shelf_country") != country and \
+    if item.get("last_shelf_country") != scan.country and \
             at - item.get("last_shelf_time", 0) < CLONE_WINDOW_MS:
-        return (f"on sale with registered retailers {last} in {item['last_shelf_country']} "
-                f"and {reader} in {country} within {CLONE_WINDOW_MS // 3_600_000} hours")
+        return CLONE_SHELF_CONFLICT, (
+            f"on sale with registered retailers {last} in {item['last_shelf_country']} "
+            f"and {reader} in {scan.country} within {CLONE_WINDOW_MS // 3_600_000} hours")
     return None
 
 
-def anomaly_reason(item: Mapping[str, Any], country: str, at: int) -> str | None:
-    """A weak signal from a scan that is no evidence of place (anonymous, or a tag code
-    with a claimed country): the item was scanned in another country within
-    ``CLONE_WINDOW_MS``, or after it was decommissioned. At most one per item per
-    window, so a flood of made-up scans raises one signal, not thousands."""
+def anomaly_reason(item: Mapping[str, Any], country: str, at: int, *, evidence: str,
+                   reader: str | None = None) -> tuple[str, str] | None:
+    """``(ANOMALY_*, why)``: a signal for the brand owner, never a verdict.
+
+    * **after decommissioning**: any scan of a decommissioned item. From a registered
+      reader or with a fresh code of its tag it says the genuine item or its tag is
+      still about (goods recalled in consumers' hands, diverted instead of destroyed,
+      a tag moved onto other goods) or that a code tapped before was sent late; from an
+      anonymous scan, only that someone named the serial;
+    * **country conflict**: a scan that is no evidence of place (anonymous, or a tag
+      code with a claimed country) in another country than the last scan, within
+      ``CLONE_WINDOW_MS``. Registered readers' scans never conflict this way: shelves
+      decide as :func:`clone_reason` says, custody follows goods across borders.
+
+    At most one per item per window, so a flood of made-up scans raises one signal, not
+    thousands; but evidence after decommissioning is not held back by an anomaly that
+    was not (made-up scans cannot hide it)."""
+    proven_after = item["state"] in TERMINAL_STATES and evidence != EVIDENCE_ANONYMOUS
     since = item.get("anomaly_at")
-    if since is not None and at - since < CLONE_WINDOW_MS:
+    if since is not None and at - since < CLONE_WINDOW_MS and \
+            (item.get("anomaly_proven", False) or not proven_after):
         return None
     if item["state"] in TERMINAL_STATES:
-        return f"an unproven scan in {country} after it was decommissioned"
+        who = f"registered reader {reader}" if reader is not None else \
+            "its own tag (a fresh code)" if evidence == EVIDENCE_POSSESSION else \
+            "an unproven scan"
+        return ANOMALY_AFTER_DECOMMISSIONING, (
+            f"scanned in {country} by {who} after it was decommissioned")
+    if reader is not None:
+        return None
     last = item.get("last_scan_country")
     if last not in (None, country) and at - item.get("last_scan_time", 0) < CLONE_WINDOW_MS:
-        return (f"unproven scans in {last} and {country} within "
-                f"{CLONE_WINDOW_MS // 3_600_000} hours")
+        return ANOMALY_COUNTRY_CONFLICT, (
+            f"unproven scans in {last} and {country} within "
+            f"{CLONE_WINDOW_MS // 3_600_000} hours")
     return None
 
 
@@ -298,11 +360,14 @@ def judge_scan(item: Mapping[str, Any], scan: Scan, at: int, *,
     proof = judge_code(item, scan.code)
     evidence = EVIDENCE_READER if reader is not None else \
         EVIDENCE_POSSESSION if proof == PROOF_VALID else EVIDENCE_ANONYMOUS
-    reason = clone_reason(item, scan.country, at, evidence=evidence, reader=reader,
-                          shelf=shelf)
-    anomaly = None if reason is not None or reader is not None else \
-        anomaly_reason(item, scan.country, at)
-    return ScanJudgement(proof, evidence, reason, anomaly)
+    clone = clone_reason(item, scan, at, proof=proof, reader=reader, shelf=shelf)
+    anomaly = None if clone is not None else \
+        anomaly_reason(item, scan.country, at, evidence=evidence, reader=reader)
+    return ScanJudgement(proof, evidence,
+                         None if clone is None else clone[1],
+                         None if anomaly is None else anomaly[1],
+                         clone_code=None if clone is None else clone[0],
+                         anomaly_code=None if anomaly is None else anomaly[0])
 
 
 def scanned(item: Mapping[str, Any], scan: Scan, judgement: ScanJudgement, at: int, *,
@@ -321,11 +386,17 @@ def scanned(item: Mapping[str, Any], scan: Scan, judgement: ScanJudgement, at: i
                           last_shelf_time=at)
     if judgement.proof == PROOF_VALID and scan.code is not None:
         record["tag_counter"] = scan.code.counter
+        kept = [*record.get("tag_codes", ()),
+                [scan.code.counter, scan.code.signature.hex()]]
+        record["tag_codes"] = kept[-TAG_CODES_KEPT:]
     elif judgement.proof == PROOF_REPLAYED:
         record["replays"] = record.get("replays", 0) + 1
     if judgement.anomaly is not None:
         record["anomalies"] = record.get("anomalies", 0) + 1
         record["anomaly_at"] = at
+        record["anomaly_proven"] = \
+            judgement.anomaly_code == ANOMALY_AFTER_DECOMMISSIONING and \
+            judgement.evidence != EVIDENCE_ANONYMOUS
     if judgement.clone_reason is not None:
         record["clone_suspected"] = True
     return record
@@ -335,9 +406,10 @@ def scanned(item: Mapping[str, Any], scan: Scan, judgement: ScanJudgement, at: i
 
 
 def _country(value: object) -> str:
-    if not isinstance(value, str) or len(value) != 2 or not value.isascii() \
-            or not value.isalpha() or not value.isupper():
-        raise _fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code")
+    # ASCII A-Z spelt out: str.isalpha/isupper follow the Python version's Unicode tables
+    if not isinstance(value, str) or len(value) != 2 or \
+            not all("A" <= c <= "Z" for c in value):
+        raise _fail("bad_payload", "country must be an ISO 3166-1 alpha-2 code (A-Z)")
     return value
 
 

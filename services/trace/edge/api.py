@@ -363,7 +363,8 @@ class TraceApi:
         return judge_scan(item, scan, _now_ms(), reader=None)
 
     def _record(self, scan: Scan, judgement: ScanJudgement, known: bool) -> str | None:
-        """Queue the scan for the chain: None, or why it will not be recorded."""
+        """Queue the scan for the chain: None, or why it will not be recorded (a 429
+        problem when the item's valid tag codes come faster than its own budget)."""
         if not known:
             return "unknown_product"  # nobody to tell, nothing to count it against
         if self.gateway.relay is None:
@@ -510,8 +511,12 @@ def _warnings(item: Mapping[str, Any] | None, judgement: ScanJudgement, scan: Sc
         out.append({"code": code, "message": message})
 
     if judgement.anomaly is not None:
-        warn("scan_anomaly", f"{judgement.anomaly}: unproven scans, which anyone can "
-                             "send, so no verdict")
+        if judgement.evidence == EVIDENCE_ANONYMOUS:
+            why = "unproven scans, which anyone can send, so no verdict"
+        else:  # a tag's code or a reader after decommissioning: told to the brand owner
+            why = ("reported to the brand owner, not a verdict (a genuine tag's code "
+                   "carries no time: it may have been read before)")
+        warn("scan_anomaly", f"{judgement.anomaly}: {why}")
     elif item is not None and item.get("anomaly_at") is not None and \
             now - item["anomaly_at"] < CLONE_WINDOW_MS:
         warn("recent_anomaly", "unproven scans of this serial conflicted within the last "

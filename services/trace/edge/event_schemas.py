@@ -171,12 +171,20 @@ class ScanReplayed(EventData):
 
 
 class AnomalyRaised(EventData):
-    """Scans that prove no place conflict (two countries within a day, or after
-    decommissioning): a weak signal, at most one per item per day, never a verdict."""
+    """A signal for the brand owner, never a verdict (docs/adr/0005-clone-verdicts.md):
+    a scan after the item was decommissioned, or scans that prove no place in two
+    countries within a day. At most one per item per day (evidence after
+    decommissioning is not held back by an unproven anomaly)."""
 
     epc: str
     brand_owner: OrgId
     country: str
+    code: Literal["after_decommissioning", "country_conflict"]
+    evidence: Literal["reader", "possession", "anonymous"] = Field(
+        description="the scan's evidence grade: after decommissioning, a reader's scan or "
+                    "a fresh tag code says the genuine item or its tag is still about "
+                    "(or a code tapped earlier was sent late); anonymous, only that "
+                    "someone named the serial")
     reason: str
 
 
@@ -186,11 +194,16 @@ class ScanUnknown(EventData):
 
 
 class CloneSuspected(EventData):
-    """The same serial was seen where its history makes it implausible (for its brand owner)."""
+    """The chain holds evidence that a second physical copy of the serial exists (for its
+    brand owner; the item stays suspected for good)."""
 
     epc: str
     brand_owner: OrgId
     country: str
+    code: Literal["shelf_conflict", "cloned_tag"] = Field(
+        description="shelf_conflict: two registered retailers offered it in two "
+                    "countries within a day; cloned_tag: two different codes of its tag "
+                    "for the same tap (its key signs outside the genuine chip)")
     reason: str
 
 

@@ -1,11 +1,12 @@
-"""The trace domain's gateway plugin: its routes, its follower, its metrics.
+"""The trace domain's gateway plugin: its routes, its followers, its metrics.
 
 Built once per gateway process from a :class:`~services.gateway.plugin.PluginContext`
 (the gateway's API object, the ``trace`` settings section): the public trace
 endpoints (:mod:`.api`: products, verification with the anonymous scan budget,
 certificates, provenance, penalties), the EPCIS 2.0 binding (:mod:`.epcis`) whose
-webhook dispatcher is the plugin's follower of the chain, and the provenance cache
-it invalidates when the projector writes events naming an identifier.
+webhook dispatcher and capture-job sweeper are the plugin's followers of the chain, and
+the provenance cache it invalidates when the projector writes events naming an
+identifier.
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ class TracePlugin:
             cache_steps=settings.provenance_cache_steps),
             ScanLimits.from_settings(settings))
         self.epcis = EpcisApi(context.host, webhook_limits=WebhookLimits(
-            loopback_allowed=settings.webhook_loopback_allowed))
+            loopback_allowed=settings.webhook_loopback_allowed,
+            response_bytes_max=settings.webhook_response_bytes_max,
+            delivery_timeout_s=settings.webhook_delivery_timeout_s,
+            concurrency_max=settings.webhook_concurrency_max,
+            concurrency_per_org_max=settings.webhook_concurrency_per_org_max,
+            subscriptions_max=settings.webhook_subscriptions_max,
+            subscriptions_per_org_max=settings.webhook_subscriptions_per_org_max,
+            stop_timeout_s=settings.webhook_stop_timeout_s),
+            sweep_interval_s=settings.capture_sweep_interval_ms / 1000)
 
     def endpoints(self) -> Sequence[Endpoint]:
         return [*self.api.endpoints(), *self.epcis.endpoints()]
@@ -59,6 +68,9 @@ class TracePlugin:
         self.api.on_projected(docs)
 
     async def close(self) -> None:
+        """Stop what the EPCIS binding runs itself (after a restart of its dispatcher:
+        the host's runs have ended), then the scan flusher."""
+        await self.epcis.stop()
         await self.api.close()
 
 
@@ -95,3 +107,7 @@ class _WebhookCollector(Collector):
                                     "Dispatcher steps failed in a row (0: healthy)")
         failing.add_metric([], webhooks.loop.failing)
         yield failing
+        in_flight = GaugeMetricFamily("ecosphere_epcis_webhook_in_flight",
+                                      "EPCIS webhook callbacks in flight now")
+        in_flight.add_metric([], webhooks.in_flight)
+        yield in_flight

@@ -10,6 +10,12 @@ client's 209 scans/s queued captures behind them. Now (docs/adr/0005):
   scan was not recorded and why. Scans with a fresh tag code (possession-proven)
   do not draw on it: a tag makes one code per tap, and the gateway refuses to
   queue a code twice (:meth:`ScanRecorder.counter_seen`);
+* but each item's valid codes draw on a token bucket of that item
+  (``scan_item_rate_per_s``, ``scan_item_burst``; ``scan_items_max`` items
+  remembered, least recently scanned forgotten): codes harvested from one tag,
+  tap after tap, cannot fill the queue everyone shares. Beyond it the verify call
+  is refused (429 problem with ``Retry-After``): the code was not used, so the
+  consumer may present it again later;
 * accepted scans wait in a bounded queue (``scan_queue_max``); identical ones
   (item, country, code) are merged;
 * a flusher sends at most ``scan_batch_max`` of them as ONE ``trace.record_scans``
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.gateway.policies import TokenBuckets
+from services.gateway.problems import Problem
 from services.ledger.core.errors import LedgerError
 from services.trace.edge.settings import TraceSettings
 from services.trace.scans import SCANS_PER_BATCH_MAX, Scan
@@ -61,13 +69,19 @@ class ScanLimits:
     queue_max: int = 5_000
     #: items whose last queued tag counter the gateway remembers
     counters_max: int = 100_000
+    #: scans with a valid tag code recorded per item (a token bucket each)
+    item_rate_per_s: float = 0.1
+    item_burst: float = 10.0
+    #: items whose bucket is remembered (the least recently scanned forgotten first)
+    items_max: int = 20_000
 
     def __post_init__(self) -> None:
         if not 0 < self.batch_max <= SCANS_PER_BATCH_MAX:
             raise ValueError(f"batch_max must be 1..{SCANS_PER_BATCH_MAX} (the contract's "
                              "limit of trace.record_scans)")
         if self.rate_per_s <= 0 or self.burst < 1 or self.batch_interval_ms <= 0 \
-                or self.queue_max < 1 or self.counters_max < 1:
+                or self.queue_max < 1 or self.counters_max < 1 \
+                or self.item_rate_per_s <= 0 or self.item_burst < 1 or self.items_max < 1:
             raise ValueError("scan limits must be positive")
 
     @classmethod
@@ -75,7 +89,9 @@ class ScanLimits:
         return cls(rate_per_s=options.scan_rate_per_s, burst=options.scan_burst,
                    batch_max=options.scan_batch_max,
                    batch_interval_ms=options.scan_batch_interval_ms,
-                   queue_max=options.scan_queue_max)
+                   queue_max=options.scan_queue_max,
+                   item_rate_per_s=options.scan_item_rate_per_s,
+                   item_burst=options.scan_item_burst, items_max=options.scan_items_max)
 
 
 @dataclass
@@ -83,6 +99,7 @@ class ScanCounters:
     queued: int = 0
     merged: int = 0  # identical to a queued scan
     over_budget: int = 0
+    item_rate_limited: int = 0  # valid codes beyond their item's bucket (429)
     queue_full: int = 0
     batches: int = 0
     batch_scans: int = 0
@@ -104,6 +121,8 @@ class ScanRecorder:
         self.clock = clock
         self.counters = ScanCounters()
         self._bucket = TokenBuckets(limits.rate_per_s, limits.burst, 1)
+        self._items = TokenBuckets(limits.item_rate_per_s, limits.item_burst,
+                                   limits.items_max)
         self._queue: dict[Key, Scan] = {}  # insertion-ordered: the oldest leave first
         self._seen: OrderedDict[str, int] = OrderedDict()  # epc -> highest queued counter
         self._task: asyncio.Task[None] | None = None
@@ -121,7 +140,9 @@ class ScanRecorder:
     def offer(self, scan: Scan, *, proven: bool) -> str | None:
         """Queue ``scan`` for the next batch: None when queued (or merged with the same
         scan already queued), else why it will not be recorded. ``proven``: its tag
-        code was judged valid (it skips the anonymous budget, not the queue)."""
+        code was judged valid (it skips the anonymous budget, not its item's budget
+        nor the queue). Raises a 429 :class:`Problem` (with ``Retry-After``) when the
+        item's valid codes come faster than its bucket allows: the code is not used."""
         if self._closed:
             return CLOSED
         code = scan.code
@@ -133,7 +154,14 @@ class ScanRecorder:
         if len(self._queue) >= self.limits.queue_max:
             self.counters.queue_full += 1
             return QUEUE_FULL
-        if not proven and self._bucket.take("anonymous", self.clock()) > 0:
+        if proven:
+            wait_s = self._items.take(scan.epc, self.clock())
+            if wait_s > 0:
+                self.counters.item_rate_limited += 1
+                raise Problem(429, "item_scan_rate", "this item's tag was tapped too often "
+                              "in a short time; try again later",
+                              retry_after_s=max(1, math.ceil(wait_s)))
+        elif self._bucket.take("anonymous", self.clock()) > 0:
             self.counters.over_budget += 1
             return BUDGET_EXHAUSTED
         self._queue[key] = scan

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from services.gateway.problems import Problem
+from services.ledger.core.crypto import PrivateKey
 from services.ledger.core.errors import MempoolRejected
+from services.trace.edge.api import TraceApi
 from services.trace.edge.scans import ScanLimits, ScanRecorder
 from services.trace.edge.settings import TraceSettings
-from services.trace.scans import SCANS_PER_BATCH_MAX, Scan, TagCode
+from services.trace.scans import PROOF_VALID, SCANS_PER_BATCH_MAX, Scan, TagCode, tag_code
 
 # --- the anonymous scan budget (services.trace.edge.scans) ----------------------------------
 
@@ -122,3 +126,73 @@ def test_scan_batches_fit_the_contract() -> None:
                              scan_batch_interval_ms=300, scan_queue_max=11)
     assert ScanLimits.from_settings(options) == ScanLimits(
         rate_per_s=5, burst=7, batch_max=9, batch_interval_ms=300, queue_max=11)
+
+
+# --- the per-item budget of valid tag codes ----------------------------------------------
+
+
+def tapped(serial: str, counter: int) -> Scan:
+    return scan(serial, code=TagCode(counter, bytes([counter % 256]) * 64))
+
+
+def test_one_items_valid_codes_draw_on_a_bucket_of_its_own() -> None:
+    relay, clock = FakeRelay(), [0.0]
+    scans = recorder(relay, clock, item_rate_per_s=0.5, item_burst=3.0)
+    assert [scans.offer(tapped("1", n), proven=True) for n in (1, 2, 3)] == [None] * 3
+    with pytest.raises(Problem) as refused:
+        scans.offer(tapped("1", 4), proven=True)
+    problem = refused.value
+    assert (problem.status, problem.code, problem.extra["retry_after_s"]) == (
+        429, "item_scan_rate", 2)
+    answer = problem.response("/v1/trace/verify")
+    assert answer.content_type == "application/problem+json"
+    assert answer.headers["Retry-After"] == "2"
+    assert scans.counter_seen(tapped("1", 4).epc) == 3  # the refused code stays unused
+    assert scans.offer(tapped("2", 1), proven=True) is None  # another item: its own bucket
+    assert scans.offer(scan("3"), proven=False) is None  # anonymous scans: their own budget
+    clock[0] = 2.0  # one token back
+    assert scans.offer(tapped("1", 4), proven=True) is None
+    assert scans.counters.item_rate_limited == 1 and scans.queued == 6
+
+
+def test_the_item_buckets_are_bounded() -> None:
+    clock = [0.0]
+    scans = recorder(FakeRelay(), clock, item_rate_per_s=0.001, item_burst=1.0, items_max=2)
+    assert scans.offer(tapped("1", 1), proven=True) is None
+    with pytest.raises(Problem):
+        scans.offer(tapped("1", 2), proven=True)
+    for serial in ("2", "3"):  # two other items push item 1's bucket out: forgotten ...
+        assert scans.offer(tapped(serial, 1), proven=True) is None
+    assert scans.offer(tapped("1", 2), proven=True) is None  # ... so it starts full again
+
+
+def test_one_tags_harvested_codes_cannot_fill_the_shared_queue() -> None:
+    """Found in review: 5,000 codes of one tag, tapped offline and sent at once, filled
+    the queue; every other consumer's scan was then refused as queue_full."""
+    link = "https://id.gs1.org/01/06901234000016/21/777"
+    key = PrivateKey.derive("test/harvested-tag")
+    item = {"epc": link, "state": "sold", "brand_owner": "maker",
+            "tag_key": key.public.hex(), "tag_counter": 0, "clone_suspected": False}
+    gateway = SimpleNamespace(relay=FakeRelay(), chain=SimpleNamespace(view=lambda: {}))
+    api = TraceApi(gateway, scan_limits=ScanLimits(queue_max=100, item_burst=10.0))
+    refused = 0
+    for counter in range(1, 201):
+        harvested = Scan(link, "DE", tag_code(key, link, counter))
+        judgement = api._judge(item, harvested)
+        assert judgement.proof == PROOF_VALID
+        try:
+            assert api._record(harvested, judgement, True) is None
+        except Problem as exc:
+            assert exc.status == 429
+            refused += 1
+    assert refused == 190 and api.scans.queued == 10
+    other = Scan("https://id.gs1.org/01/06901234000016/21/778", "FR")
+    assert api._record(other, api._judge(None, other), True) is None  # still queued
+
+
+def test_the_item_budget_comes_from_the_settings() -> None:
+    options = TraceSettings(scan_item_rate_per_s=0.2, scan_item_burst=4, scan_items_max=50)
+    limits = ScanLimits.from_settings(options)
+    assert (limits.item_rate_per_s, limits.item_burst, limits.items_max) == (0.2, 4, 50)
+    with pytest.raises(ValueError):
+        ScanLimits(items_max=0)

@@ -216,9 +216,12 @@ def test_malformed_tag_codes_are_problems(live: LiveNetwork) -> None:
         assert (refused.value.status, refused.value.code) == (400, code), query
 
 
-def test_a_reused_tag_is_told_at_once(live: LiveNetwork, brand: History) -> None:
-    """The scan that reveals a copy is told so at once: here the genuine tag answering
-    after its tin was decommissioned (it was moved onto other goods)."""
+def test_a_tag_answering_after_decommissioning_is_told_at_once(
+        live: LiveNetwork, brand: History) -> None:
+    """The genuine tag answering after its item was decommissioned (moved onto other
+    goods, or a recall left it with a consumer) is told at once, and reported to the
+    brand owner, but never branded a clone: a tag code carries no time (ADR 0005,
+    amended)."""
     link = commissioned(brand, "reused")
     tag = PrivateKey.derive(f"test/reused/{brand.run_id}")
     brand.send(brand.maker, "trace.register_tags", {"tags": [
@@ -230,8 +233,10 @@ def test_a_reused_tag_is_told_at_once(live: LiveNetwork, brand: History) -> None
     assert anonymous["verdict"] == "decommissioned"  # an anonymous scan proves nothing
     code = tag_code(tag, link, 1)
     tapped = verify(live, link, "DE", tag_counter=1, tag_signature=code.signature.hex())
-    assert tapped["verdict"] == "suspected_clone"
+    assert tapped["verdict"] == "decommissioned"
     assert tapped["scan"]["evidence"] == "possession"
+    warnings = {w["code"]: w["message"] for w in tapped["warnings"]}
+    assert "brand owner" in warnings["scan_anomaly"]
 
 
 def test_anonymous_scans_beyond_the_budget_are_answered_not_recorded(

@@ -75,7 +75,7 @@ from services.trace.edge.epcis.binding import (
     epcis_handler,
     json_answer,
 )
-from services.trace.edge.epcis.capture import CaptureDesk
+from services.trace.edge.epcis.capture import SWEEP_INTERVAL_S, CaptureDesk, CaptureSweeper
 from services.trace.edge.epcis.models import (
     CaptureAccepted,
     CaptureJob,
@@ -112,45 +112,66 @@ class EpcisApi:
     queries, named queries with webhook subscriptions, and their dispatcher."""
 
     def __init__(self, host: Any, *, webhook_limits: WebhookLimits | None = None,
-                 jobs_max: int = JOBS_MAX) -> None:
+                 jobs_max: int = JOBS_MAX, sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
         self.host = host
         self.webhooks = WebhookDispatcher(host, webhook_limits)
-        self.captures = CaptureDesk(host, jobs_max=jobs_max)
-        self._task: asyncio.Task[None] | None = None
+        self.captures = CaptureDesk(host, jobs_max=jobs_max, sweep_interval_s=sweep_interval_s)
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # what start() runs, by follower
         self._stop = asyncio.Event()
-        self._unsubscribe: Callable[[], None] = lambda: None
-        self.named = NamedQueries(host, self._page,
-                                  loopback_allowed=self.webhooks.limits.loopback_allowed,
-                                  subscriptions_max=self.webhooks.limits.subscriptions_max,
+        self._unsubscribe: Callable[[], None] | None = None
+        limits = self.webhooks.limits
+        self.named = NamedQueries(host, self._page, loopback_allowed=limits.loopback_allowed,
+                                  subscriptions_max=limits.subscriptions_max,
+                                  subscriptions_per_org_max=limits.subscriptions_per_org_max,
                                   subscribed=self.webhooks.notify)
 
     @property
     def jobs(self) -> Any:
         return self.captures.jobs
 
-    def followers(self) -> list[WebhookDispatcher]:
-        """What the gateway host runs on its follower loops (and notifies on commits)."""
-        return [self.webhooks]
+    def followers(self) -> list[WebhookDispatcher | CaptureSweeper]:
+        """What the gateway host runs on its follower loops (and notifies on commits): the
+        webhook dispatcher and the sweeper of expired capture jobs."""
+        return [self.webhooks, self.captures.sweeper]
 
     async def start(self) -> None:
-        """Run the webhook dispatcher on this loop, for an EpcisApi served on its own or
-        restarted (the gateway host runs :meth:`followers` itself)."""
-        if self._task is not None:
+        """Run the followers on this loop, for an EpcisApi served on its own or restarted
+        after :meth:`stop`; one already running (the gateway host's run, or an earlier
+        start's) is left as it is: one run of each at a time."""
+        own = {name: t for name, t in self._tasks.items() if not t.done()}
+        wanted = [f for f in self.followers() if not f.running and f.name not in own]
+        if not wanted:
             return
-        self._stop = asyncio.Event()
-        self._unsubscribe = self.host.chain.on_commit(lambda _commit: self.webhooks.notify())
-        self._task = asyncio.create_task(self.webhooks.run(self._stop))
+        if not own:
+            self._stop = asyncio.Event()
+        for follower in wanted:
+            own[follower.name] = asyncio.create_task(follower.run(self._stop))
+        self._tasks = own
+        if self._unsubscribe is None:
+            self._unsubscribe = self.host.chain.on_commit(self._notify_followers)
+
+    def _notify_followers(self, _commit: Any) -> None:
+        for follower in self.followers():
+            follower.notify()
 
     async def stop(self) -> None:
         """Take the webhook dispatcher down, wherever it runs (a delivery in flight is
-        abandoned and sent again later: its cursor was not advanced)."""
-        task, self._task = self._task, None
-        if task is None:
-            await self.webhooks.loop.halt()
-            return
+        abandoned and sent again later: its cursor was not advanced), and what
+        :meth:`start` started; bounded (``WebhookLimits.stop_timeout_s``, then
+        cancelled). :meth:`start` runs them again."""
+        tasks, self._tasks = list(self._tasks.values()), {}
         self._stop.set()
-        self._unsubscribe()
-        await task
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self.webhooks.halt()
+        if tasks:
+            timeout_s = self.webhooks.limits.stop_timeout_s
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=timeout_s)
 
     def endpoints(self) -> list[Endpoint]:
         E = Endpoint  # noqa: N806 - a short alias keeps the table readable

@@ -21,7 +21,10 @@ bounded in-memory map (``JOBS_MAX``; the oldest finished ones are forgotten firs
 ``too_many_captures`` when all are running) fed by the gateway's ``CommitWaiters``.
 After a restart, or for a job forgotten, a committed capture is answered from the
 ``transactions`` view (and the block's events from the store); one still in the
-mempool answers ``running``.
+mempool answers ``running``. A running job whose transaction can no longer commit (its
+time-to-live passed at block time) is failed as ``expired`` and its commit waiter freed
+by :class:`CaptureSweeper`, a follower the gateway host runs: on every commit and every
+``capture_sweep_interval_ms``, whether or not anybody asks about captures.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 from aiohttp import web
 
 from services.gateway.api import Receipt
+from services.gateway.follower import FollowerLimits, FollowerLoop
 from services.gateway.policies import principal_of, signed_target_uri
 from services.gateway.problems import Problem
 from services.gateway.views.queries import get_transaction
@@ -65,6 +69,9 @@ from services.trace.edge.epcis.binding import (
 _HEX32_RE = re.compile(HEX32)
 _COVERED_FIELD = re.compile(r'"([a-z0-9!#$%&\'*+.^_`|~-]+)"')
 _SIGNATURE_FIELDS = ("Signature", "Signature-Input", "Content-Digest", "Content-Type")
+#: how often running capture jobs are checked for expiry without a commit (the
+#: settings' ``capture_sweep_interval_ms``)
+SWEEP_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -137,11 +144,13 @@ def outcome(events: Sequence[Any], tx_index: int) -> tuple[int, list[dict[str, A
 class CaptureDesk:
     """The capture endpoints and their jobs (``host``: the gateway's ``GatewayApi``)."""
 
-    def __init__(self, host: Any, *, jobs_max: int = JOBS_MAX) -> None:
+    def __init__(self, host: Any, *, jobs_max: int = JOBS_MAX,
+                 sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
         self.host = host
         self.jobs_max = jobs_max
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._pending_events: dict[str, str] = {}  # event hash -> running capture id
+        self.sweeper = CaptureSweeper(self, interval_s=sweep_interval_s)
 
     def capture_size_limit(self) -> int:
         """Bytes of a capture body the chain can carry in one transaction."""
@@ -243,7 +252,7 @@ class CaptureDesk:
         if relay is None:
             raise Problem(503, "relay_unavailable", "this gateway has no relay key",
                           retry_after_s=60)
-        self._sweep()
+        self.sweep()
         busy = next((h for h in event_hashes if h in self._pending_events), None)
         if busy is not None:
             raise Problem(409, "capture_in_progress",
@@ -299,17 +308,20 @@ class CaptureDesk:
             if self._pending_events.get(h) == job.capture_id:
                 del self._pending_events[h]
 
-    def _sweep(self) -> None:
-        """Running jobs whose transaction can no longer commit (its time-to-live passed
-        at block time) have failed: a proposer dropped it."""
+    def sweep(self) -> int:
+        """Fail the running jobs whose transaction can no longer commit (its time-to-live
+        passed at block time: a proposer dropped it), freeing their commit waiters; how
+        many."""
         tip_time = int(self.host.chain.tip.time)
-        for job in [j for j in self.jobs.values() if j.running]:
-            if job.expires_at is not None and tip_time > job.expires_at:
-                if job.future is not None and job.tx_hash is not None:
-                    self.host.waiters.forget(job.tx_hash, job.future)
-                job.fail("expired", "the transaction was not committed within its "
-                         "time-to-live (a proposer refused it)", tip_time)
-                self._release(job)
+        expired = [j for j in self.jobs.values() if j.running
+                   and j.expires_at is not None and tip_time > j.expires_at]
+        for job in expired:
+            if job.future is not None and job.tx_hash is not None:
+                self.host.waiters.forget(job.tx_hash, job.future)
+            job.fail("expired", "the transaction was not committed within its "
+                     "time-to-live (a proposer refused it)", tip_time)
+            self._release(job)
+        return len(expired)
 
     def _make_room(self) -> None:
         if len(self.jobs) < self.jobs_max:
@@ -327,7 +339,7 @@ class CaptureDesk:
         capture_id = request.match_info["capture_id"]
         if not _HEX32_RE.match(capture_id):
             raise Problem(400, "bad_capture_id", "a capture ID is 64 lowercase hex digits")
-        self._sweep()
+        self.sweep()
         job = self.jobs.get(capture_id)
         if job is None:
             job = await self._job_from_chain(capture_id)
@@ -367,4 +379,41 @@ class CaptureDesk:
             "Accept-Post": ", ".join(sorted(CAPTURE_MEDIA_TYPES))})
 
 
-__all__ = ["CaptureDesk", "Job", "capture_error", "outcome", "succeeded"]
+class CaptureSweeper:
+    """Sweeps a desk's expired jobs (:meth:`CaptureDesk.sweep`) on every commit and every
+    ``interval_s``: a follower of the chain, run by the gateway host on the shared
+    follower loop (or by :meth:`EpcisApi.start` when the binding is served on its own).
+    One run at a time: a second :meth:`run` while one is active returns at once."""
+
+    name = "epcis capture sweep"
+
+    def __init__(self, desk: CaptureDesk, *, interval_s: float) -> None:
+        self.desk = desk
+        self.loop = FollowerLoop(self, FollowerLimits(poll_interval_s=interval_s))
+        self.running = False
+
+    def notify(self) -> None:
+        """A block was committed: its time may have expired some jobs."""
+        self.loop.notify()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.running:
+            return
+        self.running = True
+        try:
+            await self.loop.run(stop)
+        finally:
+            self.running = False
+
+    async def step(self) -> int:
+        return self.desk.sweep()
+
+    def on_failure(self, exc: BaseException, failures: int) -> None:
+        """Counted and logged by the loop; nothing else to mark."""
+
+    async def close(self) -> None:
+        """Nothing held."""
+
+
+__all__ = ["SWEEP_INTERVAL_S", "CaptureDesk", "CaptureSweeper", "Job", "capture_error",
+           "outcome", "succeeded"]

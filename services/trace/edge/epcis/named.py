@@ -4,7 +4,9 @@ Named queries and subscriptions are *gateway state, not chain state*: they live 
 MongoDB collections ``epcis_queries`` and ``epcis_subscriptions`` of the views
 database (not registered views, so a views rebuild keeps them) and survive a gateway
 restart. A query belongs to the organisation of the key that created it; only that
-organisation's keys subscribe to it or delete it. A subscription's cursor starts at
+organisation's keys subscribe to it or delete it; an organisation has at most
+``subscriptions_per_org_max`` subscriptions (the gateway serves at most
+``subscriptions_max`` in all). A subscription's cursor starts at
 the chain tip when it is created: it receives events committed afterwards
 (:mod:`services.trace.edge.epcis.webhooks` delivers them).
 """
@@ -52,11 +54,13 @@ class NamedQueries:
     tells the webhook dispatcher to look now)."""
 
     def __init__(self, host: Any, page: Page, *, loopback_allowed: bool,
-                 subscriptions_max: int, subscribed: Callable[[], None]) -> None:
+                 subscriptions_max: int, subscriptions_per_org_max: int,
+                 subscribed: Callable[[], None]) -> None:
         self.host = host
         self._page = page
         self.loopback_allowed = loopback_allowed
         self.subscriptions_max = subscriptions_max
+        self.subscriptions_per_org_max = subscriptions_per_org_max
         self.subscribed = subscribed
         self._indexes_ready = False
 
@@ -81,6 +85,7 @@ class NamedQueries:
         if not self._indexes_ready:
             await db[QUERIES].create_index("owner")
             await db[SUBSCRIPTIONS].create_index("query")
+            await db[SUBSCRIPTIONS].create_index("owner")
             await db[SUBSCRIPTIONS].create_index("next_attempt_ms")
             self._indexes_ready = True
 
@@ -217,6 +222,11 @@ class NamedQueries:
                 >= SUBSCRIPTIONS_PER_QUERY_MAX:
             raise Problem(409, "too_many_subscriptions",
                           f"at most {SUBSCRIPTIONS_PER_QUERY_MAX} subscriptions per query")
+        if await db[SUBSCRIPTIONS].count_documents({"owner": sub["owner"]}) \
+                >= self.subscriptions_per_org_max:
+            raise Problem(409, "too_many_subscriptions",
+                          f"at most {self.subscriptions_per_org_max} subscriptions per "
+                          "organisation")
         if await db[SUBSCRIPTIONS].count_documents({}) >= self.subscriptions_max:
             raise Problem(409, "too_many_subscriptions", "the gateway serves no more "
                           "subscriptions")

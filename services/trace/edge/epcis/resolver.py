@@ -1,10 +1,11 @@
 """Where EPCIS webhooks may be delivered: public addresses only (SSRF-safe).
 
 ``dest`` must be ``https://`` to a public address: the delivery session's resolver
-(:class:`PublicResolver`) refuses private, link-local (cloud metadata), shared,
-reserved and multicast addresses at every connection, so a subscriber cannot make the
-gateway call the platform's internal services (DNS rebinding included). Loopback, and
-plain ``http://`` to it, only when allowed (``ecosphere up`` and tests).
+(:class:`PublicResolver`) refuses private, link-local (cloud metadata), site-local,
+shared, reserved, relay anycast and multicast addresses at every connection, so a
+subscriber cannot make the gateway call the platform's internal services (DNS
+rebinding included). Loopback, and plain ``http://`` to it, only when allowed
+(``ecosphere up`` and tests).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
 def address_allowed(host: str, *, loopback_allowed: bool) -> bool:
     """Whether a webhook may be delivered to IP address ``host``: a public unicast
-    address only — never private, link-local (cloud metadata), shared (CGNAT),
-    reserved or multicast ranges, nor loopback unless allowed (local development)."""
+    address only — never private, link-local (cloud metadata), site-local, shared
+    (CGNAT), reserved, anycast relay or multicast ranges, nor loopback unless allowed
+    (local development)."""
     address = literal_address(host)
     if address is None:
         return False
@@ -60,11 +62,22 @@ def address_allowed(host: str, *, loopback_allowed: bool) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and any(
             address in net for net in _IPV6_EMBEDDING_IPV4):
         return False  # NAT64, 6to4, IPv4-compatible: an IPv4 address inside (maybe private)
+    if any(address in net for net in _NOT_PUBLIC_YET_GLOBAL):
+        return False
     return address.is_global and not address.is_multicast
 
 
 _IPV6_EMBEDDING_IPV4 = tuple(ipaddress.IPv6Network(n) for n in (
     "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16"))
+#: ranges Python 3.11's ``is_global`` counts as global that are no public unicast
+#: destination: site-local IPv6 (deprecated by RFC 3879, still routed inside some
+#: sites), the 6to4 relay anycast (RFC 7526: reaches whichever relay is nearest), the
+#: IETF protocol assignments beyond 192.0.0.0/29 (dummy address, PCP and TURN anycast),
+#: and ranges newer than 3.11's table: IPv6 documentation (RFC 9637), SRv6 SIDs (RFC 9602)
+_NOT_PUBLIC_YET_GLOBAL: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.IPv6Network("fec0::/10"), ipaddress.IPv4Network("192.88.99.0/24"),
+    ipaddress.IPv4Network("192.0.0.0/24"), ipaddress.IPv6Network("3fff::/20"),
+    ipaddress.IPv6Network("5f00::/16"))
 
 
 class PublicResolver(aiohttp.abc.AbstractResolver):
