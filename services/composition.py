@@ -36,6 +36,8 @@ from services.privacy import edge as privacy_edge
 from services.privacy.contract import PrivacyContract
 from services.trace import edge as trace_edge
 from services.trace.contract import TraceContract
+from services.trade import edge as trade_edge
+from services.trade.contract import TradeContract
 
 __all__ = ["COMPOSITIONS", "DOMAINS", "LATEST", "Domain", "build_application", "event_catalogue",
            "view_specs"]
@@ -45,18 +47,24 @@ __all__ = ["COMPOSITIONS", "DOMAINS", "LATEST", "Domain", "build_application", "
 class Domain:
     name: str  # also its settings section (``ECOSPHERE_<NAME>__...``)
     edge: DomainEdge | None  # what the gateway serves of it (None: nothing)
+    #: domains whose pure functions its pure part calls (never their edges; no cycles:
+    #: tests/test_architecture.py checks both)
+    depends: tuple[str, ...] = ()
 
 
 #: every domain, in the order the gateway mounts them
 DOMAINS: tuple[Domain, ...] = (
     Domain("trace", trace_edge.EDGE),
     Domain("privacy", privacy_edge.EDGE),
+    Domain("trade", trade_edge.EDGE, depends=("trace", "privacy")),
 )
 
 #: version -> a factory of that version's contracts, in execution order
 COMPOSITIONS: dict[int, Callable[[], Sequence[Contract]]] = {
     1: lambda: [NotaryContract(), TraceContract()],
     2: lambda: [NotaryContract(), TraceContract(), PrivacyContract()],  # + the vault
+    3: lambda: [NotaryContract(), TraceContract(), PrivacyContract(),  # + trade
+                TradeContract()],
 }
 #: what a new chain's genesis runs from height 1 (an existing chain moves to it by a
 #: governance upgrade)
@@ -78,5 +86,9 @@ def view_specs() -> tuple[ViewSpec, ...]:
 
 
 def event_catalogue() -> EventCatalogue:
-    """Every partner event type: the platform's, then each domain's."""
-    return PLATFORM_EVENTS.extended(schema for e in edges() for schema in e.events)
+    """Every partner event type: the platform's, then each domain's; those a domain's
+    read policy restricts are withheld from the partner exchange."""
+    policies = [e.read_policy for e in edges() if e.read_policy is not None]
+    schemas = [schema for e in edges() for schema in e.events]
+    return PLATFORM_EVENTS.extended(schemas, withheld=[
+        t for t, _, _ in schemas if any(p.restricts_event_type(t) for p in policies)])

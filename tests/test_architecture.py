@@ -94,16 +94,24 @@ def matches(name: str, banned: set[str] | tuple[str, ...]) -> str | None:
     return None
 
 
+def _dependencies(own_package: str) -> tuple[str, ...]:
+    """The packages of the domains ``own_package`` declares it depends on."""
+    name = own_package.removeprefix("services.")
+    return tuple(f"services.{d}" for domain in DOMAINS if domain.name == name
+                 for d in domain.depends)
+
+
 def _pure_import_problem(name: str, own_package: str) -> str | None:
     top = name.split(".", maxsplit=1)[0]
     if top == "services":
         if matches(name, FORBIDDEN_IN_PURE) is not None:
             return f"imports {name}: pure code does no I/O"
-        allowed = matches(name, ("services.ledger.core", own_package)) is not None \
+        mine = (own_package, *_dependencies(own_package))
+        allowed = matches(name, ("services.ledger.core", *mine)) is not None \
             or name in ("services", "services.ledger")
-        if not allowed or matches(name, (f"{own_package}.edge",)):
-            return (f"imports {name}: a pure part imports the ledger's core and its own "
-                    "pure modules only")
+        if not allowed or matches(name, tuple(f"{p}.edge" for p in mine)):
+            return (f"imports {name}: a pure part imports the ledger's core, its own pure "
+                    "modules and those of the domains it declares it depends on only")
         return None
     if top in sys.stdlib_module_names or top == "__future__":
         if top not in ALLOWED_STDLIB_IN_PURE:
@@ -223,6 +231,24 @@ def test_nothing_registers_itself_by_being_imported(path: Path) -> None:
     assert registers_on_import(path) == []
 
 
+def test_domain_dependencies_are_declared_known_and_acyclic() -> None:
+    names = {d.name for d in DOMAINS}
+    graph = {d.name: d.depends for d in DOMAINS}
+    for name, depends in graph.items():
+        assert set(depends) <= names - {name}, f"{name} depends on unknown {depends}"
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"dependency cycle: {' -> '.join((*path, name))}"
+        if name not in done:
+            for dep in graph[name]:
+                visit(dep, (*path, name))
+            done.add(name)
+
+    for name in graph:
+        visit(name, ())
+
+
 def test_every_domain_has_its_settings_section() -> None:
     from services.runtime.settings import NodeSettings
 
@@ -243,6 +269,12 @@ def test_the_checks_catch_a_pure_part_doing_io(tmp_path: Path) -> None:
                    "def f():\n    import pymongo\n    return open('x')\n"
                    "def g():\n    return eval('1'), __import__('os')\n")
     problems = pure_problems(bad, "services.trace")
+    assert pure_problems(bad, "services.trade")  # a declared dependency's edge: no
+    ok = tmp_path / "ok.py"
+    ok.write_text("from services.trace.certificates import has_valid_certificate\n"
+                  "from services.privacy import grants\n")
+    assert pure_problems(ok, "services.trade") == []  # declared dependencies
+    assert len(pure_problems(ok, "services.privacy")) == 1  # undeclared
     assert [p.split(":")[0] for p in problems] == [
         "line 1", "line 2", "line 3", "line 4", "line 5", "line 6", "line 9", "line 10",
         "line 12", "line 12"], problems

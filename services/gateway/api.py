@@ -15,6 +15,14 @@ Reads come from three places, and degrade independently:
 * the MongoDB views (lists and searches) — 503 ``views_unavailable`` while
   MongoDB is down; the projector catches up when it returns.
 
+What a domain restricts (its read policy: ``services.gateway.read_policy``, e.g. a
+privacy subject's records, grants and access log) every route here serves only to the
+caller its policy names, by the key that signed the request (RFC 9421; optional on
+these routes): a single item to anyone else is a 404 as if it did not exist
+(``state_restricted``, ``tx_not_found``), lists and replays leave it out, a block's
+body carries only its Merkle leaf hash. Such an answer is ``Cache-Control: private,
+no-store``.
+
 Handlers parse and map; chain logic stays in the ledger, queries in
 ``services.gateway.views``. Every route is declared once as an
 :class:`~services.gateway.openapi.Endpoint`; ``/openapi.json`` is generated
@@ -37,14 +45,22 @@ from services.gateway import models as m
 from services.gateway.chain import Chain
 from services.gateway.event_schemas import EventCatalogue
 from services.gateway.openapi import Endpoint
-from services.gateway.policies import expect_handler, principal_of
+from services.gateway.policies import PRINCIPAL, expect_handler, principal_of
 from services.gateway.problems import Problem, parse_json_body
+from services.gateway.read_policy import (
+    EventItem,
+    Reader,
+    ReadGuard,
+    StateItem,
+    TransactionItem,
+)
 from services.gateway.relay import Relay
 from services.gateway.settings import GatewayOptions
 from services.gateway.views.access import ViewsAccess
 from services.ledger.core import consortium, merkle
 from services.ledger.core.blocks import Block, tx_leaf_hashes
 from services.ledger.core.certificate import CommitCertificate
+from services.ledger.core.contract import Event
 from services.ledger.core.errors import EncodingError, LedgerError, TransactionFailed
 from services.ledger.core.replica import Commit, TxRejected
 from services.ledger.core.state import state_key
@@ -52,6 +68,11 @@ from services.ledger.core.transactions import Transaction
 
 JSON = "application/json"
 VALIDATOR_HEALTHY_MS = 10_000
+#: an answer shaped by who signed the request is for that caller only
+PRIVATE = {"Cache-Control": "private, no-store"}
+_LISTED = ("Items of a kind or type a domain restricts (its read policy) are listed only "
+           "to their parties, by the key that signed the request (RFC 9421): a page may "
+           "then be shorter than limit, even empty, with a next_cursor to follow.")
 #: query parameters that are cursors: a malformed one is a ``bad_cursor`` like an unknown
 _CURSOR_PARAMS = frozenset({"cursor", "after"})
 
@@ -70,9 +91,10 @@ def parse_query(request: web.Request, model: type[BaseModel]) -> Any:
         raise Problem(400, code, f"{where}: {first['msg']}") from exc
 
 
-def json_response(payload: Any, status: int = 200) -> web.Response:
+def json_response(payload: Any, status: int = 200, *,
+                  headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=json.dumps(payload, separators=(",", ":")).encode(),
-                        status=status, content_type=JSON)
+                        status=status, content_type=JSON, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +167,12 @@ class GatewayApi:
     the relay, the views, the commit waiters)."""
 
     def __init__(self, chain: Chain, options: GatewayOptions, *, catalogue: EventCatalogue,
-                 relay: Relay | None = None, views: ViewsAccess | None = None) -> None:
+                 relay: Relay | None = None, views: ViewsAccess | None = None,
+                 reads: ReadGuard | None = None) -> None:
         self.chain = chain
         self.options = options
+        #: the domains' read policies (empty: everything is public)
+        self.reads = reads or ReadGuard()
         self.relay = relay  # None: this gateway has no relay key
         self.views = views or ViewsAccess()
         self.waiters = CommitWaiters(options.waiters_max)
@@ -183,34 +208,52 @@ class GatewayApi:
                           "block's commit certificate."),
             E("GET", "/v1/transactions", self.list_transactions, "Search transactions",
               "transactions", {200: m.TransactionPage}, query=m.TransactionsQuery,
-              errors=page),
+              errors=page, signed_optional=True, description=_LISTED),
             E("GET", "/v1/transactions/{tx_hash}", self.get_transaction,
               "A committed transaction with its inclusion proof and certificate",
               "transactions", {200: m.TransactionWithProof},
               path_params={"tx_hash": {"type": "string", "pattern": m.HEX32}},
-              errors=(400, 404, 429, 503)),
+              errors=(400, 404, 429, 503), signed_optional=True,
+              problems={404: (m.ProblemDetails, "tx_not_found: no committed transaction "
+                              "with this hash, or one of a restricted kind the caller "
+                              "is not a party of (the same answer)")}),
             E("GET", "/v1/blocks", self.list_blocks, "Recent blocks", "explorer",
               {200: m.BlockPage}, query=m.BlocksQuery, errors=page),
             E("GET", "/v1/blocks/{height}", self.get_block,
               "A block with its commit certificate", "explorer", {200: m.CertifiedBlock},
               path_params={"height": {"type": "string", "pattern": m.HEIGHT_OR_LATEST,
                                       "description": "a height, or latest"}},
-              errors=(400, 404, 429)),
+              errors=(400, 404, 429), signed_optional=True,
+              description="A transaction of a kind a domain restricts (its read policy) "
+                          "that the caller is not a party of — or any, unsigned — is "
+                          "shown as {redacted: true, leaf}: its Merkle leaf hash, so the "
+                          "header's tx_root and tx_count still check out. Its parties "
+                          "read the whole block signed (RFC 9421)."),
             E("GET", "/v1/events", self.list_events, "Search events", "events",
-              {200: m.EventPage}, query=m.EventsQuery, errors=page),
+              {200: m.EventPage}, query=m.EventsQuery, errors=page, signed_optional=True,
+              description=_LISTED),
             E("GET", "/v1/events/replay", self.replay_events,
               "Replay partner events (CloudEvents) from any height, from the chain",
               "events", {200: m.CloudEventsPage}, query=m.ReplayQuery,
-              errors=(400, 422, 429)),
+              errors=(400, 422, 429), signed_optional=True,
+              description=_LISTED + " A replay page then looks at a bounded number of "
+                          "events and may be short, even empty, before the tip; its "
+                          "next_cursor (<height>/<event id>, or <height>/end after a "
+                          "height whose last events were not yours) continues after "
+                          "them."),
             E("GET", "/v1/state/{key}", self.get_state,
               "A state value (or its absence) with a proof against a certified block",
               "explorer", {200: m.StateValue},
               path_params={"key": {"type": "string", "pattern": m.STATE_KEY,
                                    "description": "1..512 ASCII characters; a / in the "
                                                   "key may be sent as is or as %2F"}},
-              errors=(400, 404, 429, 503),
+              errors=(400, 404, 429, 503), signed_optional=True,
               problems={404: (m.ProblemDetails, "No such route: an empty key "
-                              "(/v1/state/). An absent value is a 200 with value null")}),
+                              "(/v1/state/). An absent value is a 200 with value null. "
+                              "state_restricted: a key a domain restricts (its read "
+                              "policy) asked by a caller it does not name, present or "
+                              "not: sign the request (RFC 9421) with a key of its "
+                              "parties")}),
             E("GET", "/v1/validators", self.get_validators,
               "Validators and their health as the gateway sees them", "explorer",
               {200: m.ValidatorsResponse}, errors=(429,)),
@@ -331,11 +374,18 @@ class GatewayApi:
         q = parse_query(request, m.TransactionsQuery)
         from services.gateway.views import queries
 
+        reader = self._reader(request)
+        visible = None if not self.reads else (
+            lambda doc: reader.may_read(TransactionItem(
+                str(doc["kind"]), str(doc["sender"]), doc.get("payload") or {},
+                str(doc["hash"]))))
         page = await self._views(queries.list_transactions(
             self._db(), sender=q.sender, kind=q.kind, contract=q.contract, height=q.height,
-            cursor=q.cursor, limit=q.limit))
+            cursor=q.cursor, limit=q.limit, visible=visible,
+            scan_max=self.options.read_scan_items_max))
         items = [{"tx_hash": item.pop("hash"), **item} for item in page["items"]]
-        return json_response({"items": items, "next_cursor": page["next_cursor"]})
+        return json_response({"items": items, "next_cursor": page["next_cursor"]},
+                             headers=_private(reader))
 
     async def get_transaction(self, request: web.Request) -> web.Response:
         tx_hash = request.match_info["tx_hash"]
@@ -345,7 +395,7 @@ class GatewayApi:
 
         record = await self._views(queries.get_transaction(self._db(), tx_hash))
         if record is None:
-            raise Problem(404, "tx_not_found", f"no committed transaction {tx_hash}")
+            raise _tx_not_found(tx_hash)
         stored = self.chain.store.block(int(record["height"]))
         if stored is None:
             raise Problem(503, "views_ahead", "the views know a block this replica lacks")
@@ -353,13 +403,16 @@ class GatewayApi:
         tx = block.txs[index]
         if tx.hash.hex() != tx_hash:
             raise Problem(503, "views_inconsistent", "the views disagree with the chain")
+        reader = self._reader(request)
+        if not reader.may_read(_tx_item(tx)):
+            raise _tx_not_found(tx_hash)  # the answer for a hash never committed
         proof = merkle.inclusion_proof(tx_leaf_hashes(block.txs), index)
         return json_response({
             "transaction": tx.to_wire(), "tx_hash": tx_hash, "height": block.height,
             "index": index, "block_hash": block.hash.hex(), "header": block.header.to_wire(),
             "proof": merkle.InclusionProof(index, len(block.txs), proof).to_wire(),
             "certificate": stored.certificate.to_wire(),
-        })
+        }, headers=_private(reader))
 
     # --- blocks and events -----------------------------------------------------------------
 
@@ -384,28 +437,63 @@ class GatewayApi:
             raise Problem(404, "block_not_found", f"no block at height {height} "
                           f"(the chain is at {tip.height})")
         block, certificate = stored
+        reader = self._reader(request)
+        block = self._block_as_seen(block, reader)
         body = b'{"block":' + block + b',"certificate":' + certificate + b"}"
-        return web.Response(body=body, content_type=JSON)
+        return web.Response(body=body, content_type=JSON, headers=_private(reader))
+
+    def _block_as_seen(self, raw: bytes, reader: Reader) -> bytes:
+        """The block's JSON with every transaction ``reader`` may not read replaced by
+        ``{"redacted": true, "leaf": ...}`` (``raw`` itself when none is)."""
+        if not self.reads or not any(b'"' + prefix.encode() in raw
+                                     for prefix in self.reads.kind_prefixes()):
+            return raw  # no JSON string of it starts like a restricted kind
+        wire = json.loads(raw)
+        txs = wire.get("txs") or []
+        if not any(self.reads.restricts_kind(str(t["body"]["kind"])) for t in txs):
+            return raw
+        shown = []
+        for t in txs:
+            if self.reads.restricts_kind(str(t["body"]["kind"])):
+                tx = Transaction.from_wire(t)
+                if not reader.may_read(_tx_item(tx)):
+                    shown.append({"redacted": True, "leaf": tx.leaf.hex()})
+                    continue
+            shown.append(t)
+        return json.dumps({**wire, "txs": shown}, separators=(",", ":")).encode()
 
     async def list_events(self, request: web.Request) -> web.Response:
         q = parse_query(request, m.EventsQuery)
         from services.gateway.views import queries
 
+        reader = self._reader(request)
+        visible = None if not self.reads else (
+            lambda doc: reader.may_read(EventItem(str(doc["type"]),
+                                                  doc.get("attributes") or {})))
         return json_response(await self._views(queries.list_events(
             self._db(), type=q.type, domain=q.domain, tx_hash=q.tx_hash,
-            from_height=q.from_height, cursor=q.cursor, limit=q.limit)))
+            from_height=q.from_height, cursor=q.cursor, limit=q.limit, visible=visible,
+            scan_max=self.options.read_scan_items_max)), headers=_private(reader))
 
     async def replay_events(self, request: web.Request) -> web.Response:
         q = parse_query(request, m.ReplayQuery)
         from services.gateway.events import replay
 
+        reader = self._reader(request)
+
+        def visible(event: Event) -> bool:
+            return reader.may_read(EventItem(event.type, event.attributes))
+
         try:
             items, cursor = replay(self.chain.store, from_height=q.from_height,
                                    after=q.after, limit=q.limit,
-                                   chain_id=self.chain.chain_id, catalogue=self.catalogue)
+                                   chain_id=self.chain.chain_id, catalogue=self.catalogue,
+                                   visible=visible if self.reads else None,
+                                   scan_max=self.options.read_scan_items_max)
         except ValueError as exc:
             raise Problem(400, "bad_cursor", str(exc)) from exc
-        return json_response({"items": items, "next_cursor": cursor})
+        return json_response({"items": items, "next_cursor": cursor},
+                             headers=_private(reader))
 
     # --- state, validators, identities --------------------------------------------------
 
@@ -419,15 +507,21 @@ class GatewayApi:
         if tip.height == 0 or tip.certificate is None:
             raise Problem(503, "no_blocks_yet", "no block has been committed yet")
         raw = tip.state.get(raw_key)
+        value = None if raw is None else json.loads(raw)
+        reader = self._reader(request)
+        if not reader.may_read(StateItem(key, value)):
+            # Present or absent alike: the answer must not tell which.
+            raise Problem(404, "state_restricted", f"{key} is restricted to its parties: "
+                          "sign the request (RFC 9421) with a key it names")
         stored = self.chain.store.block(tip.height)
         if stored is None:
             raise Problem(503, "store_behind", "the store has not caught up with the tip")
         return json_response({
-            "key": key, "value": None if raw is None else json.loads(raw),
+            "key": key, "value": value,
             "height": tip.height, "header": stored.block.header.to_wire(),
             "certificate": tip.certificate.to_wire(),
             "proof": tip.state.prove(raw_key).to_wire(),
-        })
+        }, headers=_private(reader))
 
     async def get_validator_set(self, request: web.Request) -> web.Response:
         raw = request.match_info["validators_hash"]
@@ -499,6 +593,14 @@ class GatewayApi:
             "server_time": int(time.time() * 1000),
         })
 
+    # --- who reads ----------------------------------------------------------------------
+
+    def _reader(self, request: web.Request) -> Reader:
+        """The caller (the key of a verified signature, or None) as the domains' read
+        policies see it, at the tip."""
+        tip = self.chain.tip
+        return self.reads.reader(request.get(PRINCIPAL), self.chain.view(), tip.time)
+
     # --- views ------------------------------------------------------------------------
 
     def views_db(self) -> Any:
@@ -525,6 +627,21 @@ class GatewayApi:
                 raise Problem(503, "views_unavailable", f"MongoDB: {type(exc).__name__}",
                               retry_after_s=5) from exc
             raise
+
+
+def _tx_item(tx: Transaction) -> TransactionItem:
+    return TransactionItem(tx.kind, tx.sender, tx.payload, tx.hash.hex())
+
+
+def _tx_not_found(tx_hash: str) -> Problem:
+    return Problem(404, "tx_not_found", f"no committed transaction {tx_hash} you may read "
+                   "(one of a restricted kind is shown to its parties only: sign the "
+                   "request)")
+
+
+def _private(reader: Reader) -> dict[str, str] | None:
+    """Cache headers of an answer: private when it holds what only this caller reads."""
+    return PRIVATE if reader.showed_restricted else None
 
 
 def _problem_body(exc: LedgerError) -> dict[str, Any]:

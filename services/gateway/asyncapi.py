@@ -14,9 +14,12 @@ What it describes (the gateway's point of view: it *sends*):
   routing key, which is exactly the event type (``{routingKey}``, the
   ``type`` of the payload), so partners bind with patterns such as
   ``notary.#`` or ``*.document.*``;
-* one message per event type of the catalogue (:class:`EventCatalogue`): the payload
-  is the CloudEvent in the CloudEvents JSON format (structured content mode,
-  ``application/cloudevents+json``) whose ``data`` is that type's schema;
+* one message per event type of the catalogue (:class:`EventCatalogue`) the gateway
+  publishes: the payload is the CloudEvent in the CloudEvents JSON format (structured
+  content mode, ``application/cloudevents+json``) whose ``data`` is that type's schema.
+  The types a domain's read policy restricts to their parties (``catalogue.withheld``,
+  e.g. ``privacy.access.granted``) are never published, so they have no message: the
+  description names them, and how their parties read them;
 * one ``send`` operation per event type, with the AMQP routing key (``cc``),
   persistent delivery and ``mandatory: false``.
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +81,22 @@ mode of the RabbitMQ protocol binding) on the topic exchange `{exchange}`.
   gateway (no gap, no duplicate, in order); live delivery then resumes.
 """
 
+_WITHHELD = """\
+* Not published: the event types a domain restricts to their parties (personal
+  data, even when pseudonymous). They are on the chain; each party reads its own,
+  signed (RFC 9421), from the gateway's `/v1/events/replay` (and the domain's
+  routes, e.g. `/v1/privacy/me/access-log`):
+{types}
+"""
+
+
+def _withheld(catalogue: EventCatalogue) -> str:
+    types = ", ".join(f"`{t}`" for t in sorted(catalogue.withheld))
+    if not types:
+        return ""
+    return _WITHHELD.format(types=textwrap.fill(types + ".", width=82, initial_indent="  ",
+                                                subsequent_indent="  "))
+
 
 class _SchemaGenerator(GenerateJsonSchema):
     """pydantic's JSON Schema without ``default: null`` (we omit such fields, never send null)."""
@@ -123,7 +143,7 @@ def build_document(catalogue: EventCatalogue, *, exchange: str | None = None
     """The AsyncAPI 3.0.0 document (a JSON-compatible dict)."""
     exchange = exchange or Topology().events
     schemas = catalogue.models
-    types = sorted(schemas)
+    types = catalogue.published_types()
     components_schemas: dict[str, Any] = {}
     _add_schemas(components_schemas, {ENVELOPE: model_schemas(CloudEventEnvelope)[
         CloudEventEnvelope.__name__]})
@@ -174,7 +194,7 @@ def build_document(catalogue: EventCatalogue, *, exchange: str | None = None
         "info": {
             "title": "The ecosphere partner events",
             "version": API_VERSION,
-            "description": _INFO.format(exchange=exchange),
+            "description": _INFO.format(exchange=exchange) + _withheld(catalogue),
             "license": {"name": "Apache-2.0",
                         "url": "https://www.apache.org/licenses/LICENSE-2.0"},
         },

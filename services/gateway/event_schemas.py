@@ -251,14 +251,22 @@ class EventCatalogue:
     notary); ``services.composition.event_catalogue()`` adds each domain's (nothing
     registers itself by being imported). :mod:`services.gateway.asyncapi` turns a
     catalogue into the AsyncAPI document.
+
+    ``withheld``: the types never published on the partner exchange, because a
+    domain's read policy restricts them to their parties (``services.gateway.
+    read_policy``); they are still replayed, signed, to those parties.
     """
 
-    def __init__(self, schemas: Iterable[tuple[str, type[BaseModel], str | None]] = ()
-                 ) -> None:
+    def __init__(self, schemas: Iterable[tuple[str, type[BaseModel], str | None]] = (),
+                 *, withheld: Iterable[str] = ()) -> None:
         self._models: dict[str, type[BaseModel]] = {}
         self._subjects: dict[str, str] = {}
         for event_type, model, subject in schemas:
             self._add(event_type, model, subject)
+        self._withheld = frozenset(withheld)
+        unknown = sorted(self._withheld - set(self._models))
+        if unknown:
+            raise ValueError(f"withheld event types not in the catalogue: {unknown}")
 
     def _add(self, event_type: str, model: type[BaseModel], subject: str | None) -> None:
         if not _EVENT_TYPE_RE.match(event_type):
@@ -275,10 +283,12 @@ class EventCatalogue:
         if subject is not None:
             self._subjects[event_type] = subject
 
-    def extended(self, schemas: Iterable[tuple[str, type[BaseModel], str | None]]
-                 ) -> EventCatalogue:
-        """This catalogue plus ``schemas`` (a new one; this one is unchanged)."""
-        return EventCatalogue([*self.entries(), *schemas])
+    def extended(self, schemas: Iterable[tuple[str, type[BaseModel], str | None]], *,
+                 withheld: Iterable[str] = ()) -> EventCatalogue:
+        """This catalogue plus ``schemas``, and ``withheld`` among them (a new one; this
+        one is unchanged)."""
+        return EventCatalogue([*self.entries(), *schemas],
+                              withheld=self._withheld | set(withheld))
 
     def entries(self) -> list[tuple[str, type[BaseModel], str | None]]:
         return [(t, m, self._subjects.get(t)) for t, m in self._models.items()]
@@ -290,6 +300,15 @@ class EventCatalogue:
     @property
     def subjects(self) -> Mapping[str, str]:
         return self._subjects
+
+    @property
+    def withheld(self) -> frozenset[str]:
+        """Types never published on the partner exchange (restricted to their parties)."""
+        return self._withheld
+
+    def published_types(self) -> list[str]:
+        """The types partners receive on the exchange, sorted."""
+        return sorted(set(self._models) - self._withheld)
 
     def __contains__(self, event_type: object) -> bool:
         return event_type in self._models

@@ -16,6 +16,14 @@ becomes one CloudEvent (:func:`to_cloudevent`):
 ``eventindex``      extension: position among the block's events
 ==================  ===============================================================
 
+**Restricted events are not published.** An event type a domain's read policy
+restricts (``services.gateway.read_policy``: e.g. ``privacy.access.granted``, "org X
+read subject K's record for purpose P") is personal data of its parties; the shared
+exchange has no reader to judge, so the publisher withholds it (counted in
+``ecosphere_events_withheld_total``). It stays in the chain's store: its parties read
+it signed, through the replay (:func:`replay` with the caller's ``visible``) or the
+domain's own routes. ``docs/asyncapi.yaml`` does not list it.
+
 It is published to the topic exchange ``<prefix>.events`` (``ecosphere.events``
 by default; declared durable, like :class:`services.ledger.node.amqp.Topology`
 does) with routing key = event type, so a partner binds e.g. ``notary.#`` or
@@ -75,7 +83,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,6 +138,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FORMAT = JSONFormat()
 _ID_RE = re.compile(r"^([0-9a-f]{64}):(0|[1-9][0-9]{0,9})$")
 _CURSOR_RE = re.compile(r"^(0|[1-9][0-9]{0,18})/(.+)$")
+#: ``<height>/end``: a replay cursor after every event of a height (a filtered replay's,
+#: where the height's last events were not the caller's to see)
+HEIGHT_END = "end"
+_INDEX_AFTER_ALL = 2**32
+#: events a filtered replay page looks at, at most (then to the end of that height)
+REPLAY_SCAN_MAX = 10_000
 
 
 class EventSource(Protocol):
@@ -279,7 +293,8 @@ def _header_text(value: object) -> str:
 # --- replay, answered from the chain -----------------------------------------------------
 
 def replay(store: EventSource, *, from_height: int, after: str | None = None,
-           limit: int, chain_id: str | None = None, catalogue: EventCatalogue
+           limit: int, chain_id: str | None = None, catalogue: EventCatalogue,
+           visible: Callable[[Event], bool] | None = None, scan_max: int = REPLAY_SCAN_MAX
            ) -> tuple[list[dict[str, Any]], str | None]:
     """Committed events in chain order, as CloudEvents JSON objects, and the next cursor.
 
@@ -298,6 +313,13 @@ def replay(store: EventSource, *, from_height: int, after: str | None = None,
     ``subject``: pass the one the publisher has, so a replayed event is the one
     published.
 
+    ``visible``: only the events it keeps (the caller's view under the domains' read
+    policies). A page then looks at about ``scan_max`` events at most (always to the
+    end of a height) and may be shorter than ``limit`` — even empty — before the tip;
+    a height whose last events it hid ends with the cursor ``<height>/end`` (after
+    every event of that height), so that no cursor names an event the caller may not
+    see, and no page is read twice.
+
     Raises ``ValueError`` for a bad argument or a cursor naming no event of
     this chain. Reads the store only.
     """
@@ -312,25 +334,41 @@ def replay(store: EventSource, *, from_height: int, after: str | None = None,
         at_height, at_index, cursor = _locate(store, after, from_height, tip)
         height, index = max((height, index), (at_height, at_index + 1))
     out: list[dict[str, Any]] = []
-    while height <= tip and len(out) < limit:
+    scanned = 0
+    while height <= tip and len(out) < limit and scanned < scan_max:
         events = _events_at(store, height)
         todo = [e for e in events if e.index >= index]
         if todo:
             block = _block_at(store, height)
-            for event in todo[: limit - len(out)]:
+            hidden_last = False
+            for event in todo:
+                if len(out) >= limit:
+                    break
+                scanned += 1
+                if visible is not None and not visible(event):
+                    hidden_last = True
+                    continue
                 ce = to_cloudevent(event, block=block,
                                    chain_id=chain_id or block.header.chain_id,
                                    catalogue=catalogue)
                 out.append(to_structured(ce))
-                cursor = f"{height}/{ce.get_id()}"
+                cursor, hidden_last = f"{height}/{ce.get_id()}", False
+            if hidden_last:
+                cursor = f"{height}/{HEIGHT_END}"
         height, index = height + 1, 0
     return out, cursor
 
 
 def _locate(store: EventSource, after: str, from_height: int, tip: int) -> tuple[int, int, str]:
-    """(height, index, canonical cursor) of the event ``after`` names."""
+    """(height, index, canonical cursor) of the event ``after`` names (``<height>/end``:
+    after the last event of that height)."""
     match = _CURSOR_RE.match(after)
     ident = match.group(2) if match else after
+    if match and ident == HEIGHT_END:
+        height = int(match.group(1))
+        if not 1 <= height <= tip:
+            raise ValueError(f"cursor {after!r} names no height of this chain")
+        return height, _INDEX_AFTER_ALL, f"{height}/{HEIGHT_END}"
     id_match = _ID_RE.match(ident)
     if id_match is None:
         raise ValueError(f"cursor {after!r} is neither <height>/<event id> nor an event id")
@@ -416,6 +454,7 @@ class PublisherStats:
     connected: bool = False
     reconnects: int = 0
     errors: int = 0  # passes that failed (broker away, publish not confirmed): retried
+    withheld: int = 0  # restricted events not published (their parties read them signed)
 
 
 class PublishFailed(Exception):
@@ -436,7 +475,8 @@ class EventPublisher:
                  checkpoint_interval_s: float = 0.2, reconnect_backoff_s: float = 0.5,
                  reconnect_backoff_max_s: float = 30.0, reconnect_interval_s: float = 2.0,
                  stop_grace_s: float = 2.0, app_id: str = "ecosphere-gateway",
-                 catalogue: EventCatalogue) -> None:
+                 catalogue: EventCatalogue,
+                 withheld: Callable[[str], bool] | None = None) -> None:
         if in_flight_max < 1:
             raise ValueError("in_flight_max must be at least 1")
         self.store = store
@@ -453,6 +493,8 @@ class EventPublisher:
         self.stop_grace_s = stop_grace_s
         self.app_id = app_id
         self.catalogue = catalogue
+        #: event types never published (default: those the catalogue withholds)
+        self.withheld = withheld or catalogue.withheld.__contains__
         self.stats = PublisherStats()
         self.loop = FollowerLoop(self, FollowerLimits(
             poll_interval_s=poll_interval_s, retry_backoff_s=reconnect_backoff_s,
@@ -603,10 +645,12 @@ class EventPublisher:
     async def _publish_height(self, exchange: aio_pika.abc.AbstractExchange,
                               height: int) -> None:
         stored = self.store.block(height)
-        events = self.store.events(height)
-        if stored is None or events is None:
+        stored_events = self.store.events(height)
+        if stored is None or stored_events is None:
             raise RuntimeError(f"the store lacks block {height} below its tip")
         block = stored.block
+        events = [e for e in stored_events if not self.withheld(e.type)]
+        self.stats.withheld += len(stored_events) - len(events)
         messages = [to_amqp(to_cloudevent(e, block=block, chain_id=block.header.chain_id,
                                           catalogue=self.catalogue),
                             app_id=self.app_id) for e in events]
@@ -680,6 +724,8 @@ class PublisherCollector(Collector):
                 ("publish_failed", "Partner-event publishes that failed (sent again)",
                  stats.failed),
                 ("publisher_errors", "Publishing passes that failed (retried)", stats.errors),
+                ("withheld", "Restricted events not published (read signed by their "
+                 "parties)", stats.withheld),
                 ("publisher_reconnects", "Reconnections of the publisher", stats.reconnects)):
             counter = CounterMetricFamily(f"ecosphere_events_{name}", doc)
             counter.add_metric([], value)

@@ -22,9 +22,11 @@ HEIGHT_OR_LATEST = r"^(latest|[0-9]{1,15})$"
 STATE_KEY = r"^[\x00-\x7f]{1,512}$"
 #: the views' opaque cursors: URL-safe base64 (``services.gateway.views.queries``)
 CURSOR = r"^[A-Za-z0-9_-]{1,256}$"
-#: where /v1/events/replay continues: ``<height>/<event id>`` as a page's next_cursor
-#: gives it, or a bare event id (``services.gateway.events.replay``)
-REPLAY_CURSOR = (r"^((0|[1-9][0-9]{0,18})/)?[0-9a-f]{64}:(0|[1-9][0-9]{0,9})$")
+#: where /v1/events/replay continues: ``<height>/<event id>`` or ``<height>/end`` (after
+#: every event of that height) as a page's next_cursor gives it, or a bare event id
+#: (``services.gateway.events.replay``)
+REPLAY_CURSOR = (r"^(((0|[1-9][0-9]{0,18})/)?[0-9a-f]{64}:(0|[1-9][0-9]{0,9})"
+                 r"|(0|[1-9][0-9]{0,18})/end)$")
 #: Idempotency-Key: printable ASCII, no space at either end (the header's own
 #: whitespace is not part of it)
 IDEMPOTENCY_KEY = r"^[!-~]([ -~]{0,126}[!-~])?$"
@@ -278,9 +280,18 @@ class TxWire(Model):
     signature: str
 
 
+class RedactedTx(Model):
+    """A transaction of a restricted kind (a domain's read policy) the caller may not
+    read: only its Merkle leaf hash, so the header's tx_root still checks out."""
+
+    redacted: Literal[True]
+    leaf: str = Field(pattern=HEX32, description="the RFC 6962 leaf hash of the "
+                      "transaction's wire form (its place in tx_root)")
+
+
 class BlockModel(Model):
     header: BlockHeaderModel
-    txs: list[TxWire]
+    txs: list[TxWire | RedactedTx]
     last_commit: CommitCertificateModel | None
 
 

@@ -67,6 +67,9 @@ class Endpoint:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | tuple[type[BaseModel], ...] | None = None
     signed: bool = False
+    #: a signature is optional: it lets the caller read what a domain restricts to its
+    #: parties (``services.gateway.read_policy``)
+    signed_optional: bool = False
     errors: tuple[int, ...] = (400, 422, 429, 503)
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
@@ -116,6 +119,8 @@ def openapi_document(endpoints: Sequence[Endpoint], *, title: str, version: str,
             op["description"] = e.description
         if e.signed:
             op["security"] = [{"httpMessageSignature": []}]
+        elif e.signed_optional:
+            op["security"] = [{}, {"httpMessageSignature": []}]
         if e.body is not None:
             bodies = e.body if isinstance(e.body, tuple) else (e.body,)
             refs = [{"$ref": REF.format(model=b.__name__)} for b in bodies]

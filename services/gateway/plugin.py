@@ -4,8 +4,10 @@ The gateway is a host that imports no domain. The composition
 (``services.composition``) hands it each domain's :class:`DomainEdge`:
 
 * what exists without a running gateway — the domain's MongoDB views (read models
-  the projector writes from committed blocks, and ``views rebuild`` recreates) and
-  its partner-event schemas (what ``docs/asyncapi.yaml`` documents);
+  the projector writes from committed blocks, and ``views rebuild`` recreates), its
+  partner-event schemas (what ``docs/asyncapi.yaml`` documents) and its read policy
+  (what of its chain data the generic routes serve only to its parties, and never
+  publish to partners: :mod:`services.gateway.read_policy`);
 * a factory of its :class:`GatewayPlugin`, built once per gateway process with a
   :class:`PluginContext`: the gateway's API object (the narrow chain interface, the
   views, the waiters, the relay), the domain's own settings section and the
@@ -29,6 +31,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
 from services.gateway.openapi import Endpoint
+from services.gateway.read_policy import ReadPolicy
 from services.gateway.views.schema import ViewSpec
 
 __all__ = ["DomainEdge", "GatewayPlugin", "PluginContext", "PluginFollower", "ProjectedDocs"]
@@ -85,3 +88,7 @@ class DomainEdge:
     #: (event type, data model, subject attribute or None) of every event it emits
     events: tuple[tuple[str, type[BaseModel], str | None], ...] = ()
     plugin: Callable[[PluginContext], GatewayPlugin] | None = None
+    #: what of its state, events and transactions only their parties read (None: all
+    #: public); a value, not the plugin's: the partner exchange and the AsyncAPI
+    #: document need it without a running gateway
+    read_policy: ReadPolicy | None = None

@@ -42,6 +42,10 @@ class GatewayOptions(Strict):
     #: ``https://host[:port]`` clients reach the gateway at, behind a proxy or ingress:
     #: RFC 9421 signatures are checked against it (unset: the request's own Host).
     public_base_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+$")
+    #: items (transactions, events) one page of a list or replay filtered by the domains'
+    #: read policies looks at, at most: past them it answers what it found (a shorter
+    #: page) with a cursor after them, so a caller who may see little costs little
+    read_scan_items_max: int = Field(5_000, ge=100)
 
 
 class ViewsOptions(Strict):

@@ -11,12 +11,14 @@ gateway's vault (``edge/``); the client encrypts before it sends (``services.sdk
 Modules (the pure part: no I/O, clock, randomness or floats):
 
 * :mod:`.vocabulary` — parties, categories, purposes, legal bases, limits;
+* :mod:`.payloads` — the one shape of every field of every action's payload (static);
 * :mod:`.keys` — organisations' and subjects' encryption keys (X25519) on chain;
 * :mod:`.records` — records and their new versions (rectification);
 * :mod:`.grants` — grants, and the judgement of every access;
 * :mod:`.erasure` — erasure requests, acknowledgements, deadlines;
 * :mod:`.matching` — "do two records name the same person or address?", attested by
-  an entitled party, never disclosed;
+  an entitled party, never disclosed (its ``normalize`` runs off chain only: it
+  depends on Unicode tables);
 * :mod:`.contract` — the contract and the domain's state layout.
 
 The decisions are in docs/adr/0008-personal-data-vault.md.

@@ -8,7 +8,9 @@ State (namespace ``privacy``)::
                               since, until}], by}
     record/<record id>       {record_id (its transaction's hash), subject (key id),
                               category, jurisdiction, commitment, ciphertext_hash,
-                              holders {party: key id}, grantees {party: [purposes]},
+                              holders {party: key id}, wrap_hashes {party: SHA-256
+                              of its wrapped data key}, grantees {party: [purposes]}
+                              (at most GRANTEES_PER_RECORD_MAX parties),
                               created, status: active|superseded|erasing|erased,
                               supersedes, superseded_by, cross_border_consent,
                               erasure {requested, deadline, bucket, reason, pending[],
@@ -18,7 +20,9 @@ State (namespace ``privacy``)::
                               status: active|revoked, wrap_hash, key_id,
                               cross_border_consent, by}
     accessed/<record>/<party>/<purpose>  block time of the last granted access
-    match/<record a>/<record b>   an attested comparison (matching.py)
+    match/<record a>/<record b>/<party>/<purpose>  (a < b) one party's attested
+                              comparison {records, category, equal, party, purpose,
+                              at, by} (matching.py)
     deadline/...             erasure deadlines (ledger.core.deadlines)
 
 Parties are ``org:<id>``, ``key:<key id>`` or ``vault`` (vocabulary.py).
@@ -33,7 +37,7 @@ from collections.abc import Callable, Mapping
 
 from services.ledger.core.contract import BlockContext, Contract, TxContext, static_fail
 from services.ledger.core.transactions import Transaction
-from services.privacy import erasure, grants, keys, matching, records
+from services.privacy import erasure, grants, keys, matching, payloads, records
 
 __all__ = ["NAME", "PrivacyContract"]
 
@@ -55,38 +59,20 @@ _HANDLERS: Mapping[str, Callable[[TxContext], None]] = {
 
 class PrivacyContract(Contract):
     name = NAME
+    #: action -> its required payload fields (every field's shape: payloads.ACTIONS)
     actions: Mapping[str, frozenset[str] | None] = {
-        "register_key": frozenset({"scope", "public_key", "country"}),
-        "revoke_key": frozenset({"scope"}),
-        "create_record": frozenset({"category", "commitment", "ciphertext_hash",
-                                    "jurisdiction", "holders"}),
-        "rectify": frozenset({"record_id", "commitment", "ciphertext_hash", "holders"}),
-        "grant": frozenset({"record_id", "grantee", "purpose", "until", "wrap_hash"}),
-        "revoke_grant": frozenset({"record_id", "grantee", "purpose"}),
-        "access": frozenset({"record_id", "purpose", "basis"}),
-        "request_erasure": frozenset({"record_id"}),
-        "ack_erasure": frozenset({"record_id"}),
-        "attest_match": frozenset({"record_a", "record_b", "purpose", "equal"}),
-    }
-
-    #: optional payload fields; any other is refused (no free text reaches the chain:
-    #: every field is an id, a hash, a code or a number)
-    optional: Mapping[str, frozenset[str]] = {
-        "create_record": frozenset({"cross_border_consent"}),
-        "rectify": frozenset({"cross_border_consent"}),
-        "grant": frozenset({"cross_border_consent"}),
-        "access": frozenset({"as"}),
-        "ack_erasure": frozenset({"as"}),
+        action: frozenset(name for name, field in fields.items() if field.required)
+        for action, fields in payloads.ACTIONS.items()
     }
 
     def check_static(self, tx: Transaction) -> None:
+        """Every field of the payload, required or optional, has its declared shape (an
+        id, a hash, a code, a block time or a boolean), and no other field is there: no
+        free text reaches the chain (payloads.py)."""
         super().check_static(tx)
-        allowed = (self.actions[tx.action] or frozenset()) | self.optional.get(
-            tx.action, frozenset())
-        extra = sorted(set(tx.payload) - allowed)
-        if extra:
-            static_fail(f"{tx.kind}: unknown payload fields {extra} (personal data never "
-                        "goes on the chain: it goes to the vault, encrypted)")
+        problem = payloads.problem(tx.action, tx.payload)
+        if problem is not None:
+            static_fail(f"{tx.kind}: {problem}")
 
     def apply(self, ctx: TxContext) -> None:
         _HANDLERS[ctx.tx.action](ctx)

@@ -3,7 +3,12 @@
 A grant lets one party read one record for one purpose until a block time; the
 subject makes it (their signature is the consent), and wraps the record's data key
 for the grantee (``wrap_hash`` binds the copy the vault will hand out). A record of a
-subject in China goes to a party outside it only with ``cross_border_consent`` (PIPL).
+subject in China goes to a party outside it only with ``cross_border_consent`` (PIPL):
+checked when the grant is made, and again at every access against the country the
+party declares *then* (a party that moves abroad by rotating its key takes nothing
+granted inside China with it). A record version has at most
+``GRANTEES_PER_RECORD_MAX`` grantees, revoked ones included: each may hold a copy,
+and each must acknowledge its erasure.
 
 Every access is asked on chain (``privacy.access``) and judged here — granted, or
 refused with a stable reason — and both outcomes are recorded (an event each; the
@@ -19,11 +24,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.ledger.core.contract import TxContext
-from services.privacy.keys import encryption_key
-from services.privacy.records import cross_border, live_record
+from services.privacy.keys import declared_country, encryption_key
+from services.privacy.records import consent_of, cross_border, live_record
 from services.privacy.vocabulary import (
     ACCESS_BASES,
     GRANT_MS_MAX,
+    GRANTEES_PER_RECORD_MAX,
     HEX64_RE,
     LEGAL_BASES,
     PURPOSES,
@@ -51,7 +57,8 @@ def grant_of(read: Any, record_id: str, grantee: str, purpose: str) -> dict[str,
 def judge_access(read: Any, record: dict[str, Any] | None, party: str, purpose: str,
                  basis: str, org_roles: frozenset[str], now: int) -> AccessJudgement:
     """Whether ``party`` may read ``record`` for ``purpose`` on ``basis`` at block time
-    ``now`` (``org_roles``: the asking key's organisation's roles)."""
+    ``now`` (``org_roles``: the asking key's organisation's roles; ``read``: a state
+    reader taking full keys, for the grant and the party's declared country)."""
     if record is None:
         return AccessJudgement(False, "record_not_found")
     if not live_record(record):
@@ -65,7 +72,7 @@ def judge_access(read: Any, record: dict[str, Any] | None, party: str, purpose: 
             return AccessJudgement(False, "no_legal_basis")
         if record["category"] not in legal.categories:
             return AccessJudgement(False, "category_outside_legal_basis")
-        return AccessJudgement(True, "legal_basis")
+        return _within_consent(read, record, party, None, "legal_basis")
     found = grant_of(read, record["record_id"], party, purpose)
     if found is None:
         return AccessJudgement(False, "no_grant")
@@ -73,7 +80,20 @@ def judge_access(read: Any, record: dict[str, Any] | None, party: str, purpose: 
         return AccessJudgement(False, "grant_revoked")
     if now >= found["until"]:
         return AccessJudgement(False, "grant_expired")
-    return AccessJudgement(True, "grant")
+    return _within_consent(read, record, party, found, "grant")
+
+
+def _within_consent(read: Any, record: dict[str, Any], party: str,
+                    found: dict[str, Any] | None, reason: str) -> AccessJudgement:
+    """PIPL, judged at the access on the country ``party`` declares now: a transfer out
+    of the record's jurisdiction needs the subject's consent, recorded on the grant
+    (``found``) or on the record."""
+    if not cross_border(record["jurisdiction"], declared_country(read, party)):
+        return AccessJudgement(True, reason)
+    if record.get("cross_border_consent") is True \
+            or (found is not None and found.get("cross_border_consent") is True):
+        return AccessJudgement(True, reason)
+    return AccessJudgement(False, "cross_border_consent_required")
 
 
 def _subjects_record(ctx: TxContext) -> dict[str, Any]:
@@ -90,7 +110,7 @@ def _subjects_record(ctx: TxContext) -> dict[str, Any]:
 
 def _purpose(ctx: TxContext) -> str:
     purpose = ctx.payload.get("purpose")
-    if purpose not in PURPOSES:
+    if not isinstance(purpose, str) or purpose not in PURPOSES:
         ctx.fail("bad_payload", f"purpose is one of {sorted(PURPOSES)}")
     return str(purpose)
 
@@ -114,16 +134,20 @@ def grant(ctx: TxContext) -> None:
     key = encryption_key(ctx.read, grantee)
     if key is None:
         ctx.fail("no_encryption_key", f"{grantee} has no active encryption key")
-    consent = ctx.payload.get("cross_border_consent", False) is True
+    consent = consent_of(ctx)
     if cross_border(record["jurisdiction"], key["country"]) and not consent:
         ctx.fail("cross_border_consent_required",
                  f"{grantee} is in {key['country']}: sharing a record of a subject in "
                  f"{record['jurisdiction']} needs cross_border_consent (PIPL)")
+    grantees = dict(record.get("grantees", {}))
+    if grantee not in grantees and len(grantees) >= GRANTEES_PER_RECORD_MAX:
+        ctx.fail("too_many_grantees", f"a record has at most {GRANTEES_PER_RECORD_MAX} "
+                 "grantees, revoked ones included (each must acknowledge its erasure): "
+                 "rectify it to start a version with none")
     ctx.put(f"grant/{record['record_id']}/{grantee}/{purpose}", {
         "record_id": record["record_id"], "grantee": grantee, "purpose": purpose,
         "until": until, "granted": ctx.time, "status": "active", "wrap_hash": wrap_hash,
         "key_id": key["key_id"], "cross_border_consent": consent, "by": ctx.sender})
-    grantees = dict(record.get("grantees", {}))
     grantees[grantee] = sorted({*grantees.get(grantee, []), purpose})
     record["grantees"] = grantees
     ctx.put(f"record/{record['record_id']}", record)
@@ -158,7 +182,7 @@ def access(ctx: TxContext) -> None:
         ctx.fail("bad_payload", "record_id is 64 lowercase hex digits")
     purpose = _purpose(ctx)
     basis = ctx.payload.get("basis")
-    if basis not in ACCESS_BASES:
+    if not isinstance(basis, str) or basis not in ACCESS_BASES:
         ctx.fail("bad_payload", f"basis is one of {sorted(ACCESS_BASES)}")
     acting = ctx.payload.get("as", "org")
     if acting not in ("org", "self"):

@@ -5,7 +5,9 @@ registers their own with their signing key (``scope: self``). Registering again
 rotates (the previous key is kept in ``previous``: data keys wrapped for it stay
 readable by its holder until re-wrapped); revoking leaves the party with no key, so
 no new record or grant can name it. The country a party declares is what cross-border
-rules (PIPL) are judged on.
+rules (PIPL) are judged on — at every access, on the country declared *now*
+(:func:`declared_country`): a rotation may move a party abroad, and what it was
+granted inside the country does not follow it out without consent.
 
 This module never does I/O.
 """
@@ -18,8 +20,8 @@ from typing import Any, Final
 from services.ledger.core.contract import TxContext
 from services.privacy.vocabulary import COUNTRY_RE, HEX64_RE, org_party, self_party
 
-__all__ = ["PREVIOUS_KEYS_MAX", "encryption_key", "is_exchange_key", "register_key",
-           "revoke_key"]
+__all__ = ["PREVIOUS_KEYS_MAX", "declared_country", "encryption_key", "is_exchange_key",
+           "register_key", "revoke_key"]
 
 PREVIOUS_KEYS_MAX: Final = 8
 
@@ -51,6 +53,15 @@ def encryption_key(read: Any, party: str) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("status") != "active":
         return None
     return record
+
+
+def declared_country(read: Any, party: str) -> str | None:
+    """The country ``party`` last declared with a key (a revoked key's stands: revoking
+    moves no one), or None if it never registered one."""
+    record = read(f"privacy/enckey/{party}")
+    if not isinstance(record, dict) or not isinstance(record.get("country"), str):
+        return None
+    return str(record["country"])
 
 
 def _party_of(ctx: TxContext) -> str:

@@ -5,8 +5,11 @@ whose client encrypted the value beforehand: the chain gets the category, a salt
 commitment to the value (SHA-256 over a random salt, the category and the value; the
 salt is inside the ciphertext only), the hash of the ciphertext the vault will hold,
 the subject's jurisdiction, and the parties the data key was wrapped for (each with an
-active encryption key; the subject always). The record's id is its transaction's
-hash. ``privacy.rectify`` makes a new version and sends the old one to erasure.
+active encryption key; the subject always), each with the SHA-256 of its wrapped copy
+(``wrap_hashes``: the vault stores a holder's wrap only if it hashes to that, so no
+one — the subject included — can swap a holder's copy without a new version on
+chain). The record's id is its transaction's hash. ``privacy.rectify`` makes a new
+version and sends the old one to erasure.
 
 This module never does I/O.
 """
@@ -30,7 +33,8 @@ from services.privacy.vocabulary import (
     self_party,
 )
 
-__all__ = ["cross_border", "create_record", "live_record", "record_of", "rectify"]
+__all__ = ["consent_of", "cross_border", "create_record", "live_record", "record_of",
+           "rectify"]
 
 
 def record_of(read: Any, record_id: str) -> dict[str, Any] | None:
@@ -43,10 +47,20 @@ def live_record(record: dict[str, Any] | None) -> bool:
     return record is not None and record["status"] == "active"
 
 
-def cross_border(jurisdiction: str, country: str) -> bool:
+def cross_border(jurisdiction: str, country: str | None) -> bool:
     """Sharing a record of a subject in ``jurisdiction`` with a party in ``country`` is a
-    cross-border transfer needing the subject's consent (PIPL)."""
+    cross-border transfer needing the subject's consent (PIPL). A party that never
+    declared a country (None) is not known to be inside: it counts as outside."""
     return jurisdiction in CROSS_BORDER_REGIONS and country not in CROSS_BORDER_REGIONS
+
+
+def consent_of(ctx: TxContext) -> bool:
+    """The subject's ``cross_border_consent`` (absent: no consent). Anything but a
+    boolean is refused, never read as "no": it would be committed in the payload."""
+    value = ctx.payload.get("cross_border_consent", False)
+    if not isinstance(value, bool):
+        ctx.fail("bad_payload", "cross_border_consent is true or false")
+    return value
 
 
 def _hex64(ctx: TxContext, field: str) -> str:
@@ -61,7 +75,7 @@ def _holders(ctx: TxContext, subject: str, jurisdiction: str) -> dict[str, str]:
     raw = ctx.payload.get("holders")
     if not isinstance(raw, list) or not 0 < len(raw) <= HOLDERS_MAX:
         ctx.fail("bad_payload", f"holders is a list of 1..{HOLDERS_MAX} parties")
-    consent = ctx.payload.get("cross_border_consent", False) is True
+    consent = consent_of(ctx)
     out: dict[str, str] = {}
     for item in raw:
         party = parse_party(item)
@@ -81,10 +95,21 @@ def _holders(ctx: TxContext, subject: str, jurisdiction: str) -> dict[str, str]:
     return out
 
 
+def _wrap_hashes(ctx: TxContext, holders: dict[str, str]) -> dict[str, str]:
+    """holder -> the SHA-256 of the data key wrapped for it (what the vault may store)."""
+    raw = ctx.payload.get("wrap_hashes")
+    if not isinstance(raw, dict) or set(raw) != set(holders) \
+            or not all(isinstance(v, str) and HEX64_RE.fullmatch(v) for v in raw.values()):
+        ctx.fail("bad_payload", "wrap_hashes maps each holder, and only the holders, to the "
+                 "SHA-256 of the data key wrapped for it (64 lowercase hex digits)")
+    return {party: raw[party] for party in sorted(raw)}
+
+
 def _new_record(ctx: TxContext, category: str, jurisdiction: str,
                 supersedes: str | None) -> dict[str, Any]:
     subject = self_party(ctx.sender)
     holders = _holders(ctx, subject, jurisdiction)
+    wrap_hashes = _wrap_hashes(ctx, holders)
     record_id = ctx.tx.hash.hex()
     live = ctx.get(f"subject/{ctx.sender}") or []  # records not erased yet
     if len(live) >= RECORDS_PER_SUBJECT_MAX:
@@ -95,9 +120,9 @@ def _new_record(ctx: TxContext, category: str, jurisdiction: str,
               "jurisdiction": jurisdiction,
               "commitment": _hex64(ctx, "commitment"),
               "ciphertext_hash": _hex64(ctx, "ciphertext_hash"),
-              "holders": holders, "created": ctx.time, "status": "active",
-              "supersedes": supersedes, "superseded_by": None,
-              "cross_border_consent": ctx.payload.get("cross_border_consent", False) is True}
+              "holders": holders, "wrap_hashes": wrap_hashes, "created": ctx.time,
+              "status": "active", "supersedes": supersedes, "superseded_by": None,
+              "cross_border_consent": consent_of(ctx)}
     ctx.put(f"record/{record_id}", record)
     ctx.put(f"subject/{ctx.sender}", [*live, record_id])
     return record
@@ -105,7 +130,7 @@ def _new_record(ctx: TxContext, category: str, jurisdiction: str,
 
 def create_record(ctx: TxContext) -> None:
     category = ctx.payload.get("category")
-    if category not in CATEGORIES:
+    if not isinstance(category, str) or category not in CATEGORIES:
         ctx.fail("bad_payload", f"category is one of {sorted(CATEGORIES)}")
     jurisdiction = ctx.payload.get("jurisdiction")
     if not isinstance(jurisdiction, str) or not COUNTRY_RE.fullmatch(jurisdiction):

@@ -18,6 +18,7 @@ __all__ = [
     "COUNTRY_RE",
     "CROSS_BORDER_REGIONS",
     "ERASURE_ACK_MS",
+    "GRANTEES_PER_RECORD_MAX",
     "GRANT_MS_MAX",
     "HEX64_RE",
     "HOLDERS_MAX",
@@ -71,6 +72,10 @@ VAULT: Final = "vault"
 CROSS_BORDER_REGIONS: Final = frozenset({"CN"})
 
 HOLDERS_MAX: Final = 8  # parties a record's data key is wrapped for at creation
+#: distinct parties one record version is ever granted to (revoked grants included:
+#: each grantee may hold a copy and must acknowledge the erasure), so a record's state
+#: and its erasure's pending list stay bounded; rectifying starts a version with none
+GRANTEES_PER_RECORD_MAX: Final = 64
 RECORDS_PER_SUBJECT_MAX: Final = 1_000
 GRANT_MS_MAX: Final = 366 * 24 * 3_600_000  # a grant lasts at most a year (renewable)
 ERASURE_ACK_MS: Final = 14 * 24 * 3_600_000  # holders acknowledge deletion within 14 days

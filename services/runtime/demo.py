@@ -9,8 +9,9 @@ operator's admin key), with real signed transactions through the SDK:
 2. the manufacturer registers its product and locations; the certification
    body issues an ORGANIC certificate (a verifiable document anchored on chain);
 3. the manufacturer records the transformation of a raw-tea lot into serialised
-   tins, packs them into a case; the carrier ships the case under a cold-chain
-   agreement;
+   tins, packs them into a case; the carrier departs with it, its sensor reading on
+   the event (cold-chain agreements and their penalties are the trade domain's,
+   docs/adr/0009-trade.md);
 4. a European consumer verifies a tin (genuine, certified), reads its
    provenance and checks one step's proof offline against the genesis alone;
 5. clone verdicts rest on evidence (docs/adr/0005-clone-verdicts.md): the brand
@@ -20,9 +21,7 @@ operator's admin key), with real signed transactions through the SDK:
    rail carrier in Poland and the retailer in Germany scanning a tin hours apart
    is its route, not a conflict; two registered retailers (Germany, France)
    offering the same tin the same day flag it a suspected clone;
-6. the carrier's temperature reading outside the agreed range applies a
-   penalty from its deposit;
-7. personal data (docs/adr/0008-personal-data-vault.md): a consumer in Germany
+6. personal data (docs/adr/0008-personal-data-vault.md): a consumer in Germany
    stores a delivery address in the vault (encrypted on the client; the chain gets
    a salted commitment), readable by themself and customs; grants it to the rail
    carrier for delivery; the carrier reads it on the grant and customs on its legal
@@ -141,7 +140,6 @@ class Demo:
         self.consumer(serials[0])
         self.tag_and_copies(serials[1])
         self.readers_flag_a_clone(serials[2])
-        self.penalty(serials)
         self.personal_data()
         self.out(f"demo: all {self.steps} steps proved")
         return 0
@@ -241,22 +239,14 @@ class Demo:
         self.step("raw tea was transformed into 3 serialised tins, packed into a case",
                   "events signed by the brand owner at its own registered location, "
                   "recorded with their CBV 2.0 hashes (duplicates impossible)")
-        self.send(self.maker, "trace.propose_agreement", {
-            "id": f"cold-chain-{self.run_id}", "counterparty": self.orgs["carrier"],
-            "responsible": self.orgs["carrier"], "epcs": serials,
-            "rules": [{"type": "temperature_range", "min": "5", "max": "30", "uom": "CEL",
-                       "penalty": {"amount": 25_000, "currency": "EUR"}}],
-            "deposit": {"amount": 100_000, "currency": "EUR"}})
-        self.send(self.carrier, "trace.accept_agreement", {"id": f"cold-chain-{self.run_id}"})
         self.send(self.carrier, "trace.capture", {"events": [self._event(
             "carrier", type="ObjectEvent", epcList=serials, action="OBSERVE",
             bizStep="departing", disposition="in_transit",
             sensorElementList=[{"sensorMetadata": {"time": _iso(int(time.time() * 1000))},
                                 "sensorReport": [{"type": "Temperature", "value": "18.5",
                                                   "uom": "CEL"}]}])]})
-        self.step("the carrier agreed a 5–30 °C cold chain with a €1,000.00 deposit and "
-                  "departed with the goods at 18.5 °C",
-                  "the agreement's rules are data on the chain, accepted by both parties")
+        self.step("the carrier departed with the goods at 18.5 °C",
+                  "its own signed event carries the sensor reading, in the tins' history")
         return serials
 
     def consumer(self, serial: str) -> None:
@@ -336,21 +326,6 @@ class Demo:
                   f"verdict {later['verdict']} (block {flagged.get('height')}): two "
                   "accountable shops cannot both offer the one genuine tin; a clone "
                   "suspicion event was raised for the brand owner")
-
-    def penalty(self, serials: list[str]) -> None:
-        self.send(self.carrier, "trace.capture", {"events": [self._event(
-            "carrier", type="ObjectEvent", epcList=serials, action="OBSERVE",
-            bizStep="arriving", disposition="in_transit",
-            sensorElementList=[{"sensorMetadata": {"time": _iso(int(time.time() * 1000))},
-                                "sensorReport": [{"type": "Temperature", "value": "41.0",
-                                                  "uom": "CEL"}]}])]})
-        penalties = self._wait(lambda: self.operator.call(
-            "GET", "/v1/trace/penalties", query={"responsible": self.orgs["carrier"]}),
-            lambda p: bool(p["items"]))
-        applied = penalties["items"][0]
-        self.step("the carrier reported 41.0 °C on arrival",
-                  f"a penalty of {applied['amount'] / 100:.2f} {applied['currency']} was "
-                  "applied automatically against the carrier's deposit")
 
     # --- personal data ------------------------------------------------------------------
 
@@ -460,9 +435,10 @@ class Demo:
         consumer.erase(record_id)
         carrier.acknowledge_erasure(record_id, "org")
         customs.acknowledge_erasure(record_id, "org")
-        record = self._wait(lambda: self.operator.call(
-            "GET", f"/v1/state/privacy/record/{record_id}")["value"],
-            lambda r: r["status"] == "erased")
+        # the record is its parties' to read (the gateway's read policy): the subject's
+        record = self._wait(lambda: consumer.client.state(f"privacy/record/{record_id}",
+                                                          signed=True),
+                            lambda r: r["status"] == "erased")
         erasure = record["erasure"]
         self.step("the consumer asked for the address's erasure; the carrier and customs "
                   "acknowledged deleting their copies, the vault's custodian its ciphertext",
@@ -472,9 +448,11 @@ class Demo:
 
     def erased_and_still_verified(self, record_id: str, consumer: PrivacyClient,
                                   carrier: PrivacyClient) -> None:
-        created = self._wait(lambda: consumer.client.transaction(record_id, verify=True),
+        created = self._wait(lambda: consumer.client.transaction(record_id, verify=True,
+                                                                 signed=True),
                              lambda t: t["height"] > 0)
-        record = consumer.client.state(f"privacy/record/{record_id}", verify=True)
+        record = consumer.client.state(f"privacy/record/{record_id}", verify=True,
+                                       signed=True)
         self.expect(record["status"] == "erased", f"the proven record: {record}")
         self.step("the chain still verifies after the erasure",
                   f"the record's creation (block {created['height']}) and its state "

@@ -6,6 +6,9 @@ Built once, when the gateway's replica exists (:class:`GatewayHost`):
 * the narrow chain interface (``ReplicaChain``) over the replica's runner;
 * the relay (when ``<data>/gateway/relay.key`` exists) and the views access (empty
   until the views database opens);
+* the domains' read policies (``ReadGuard``: what of their chain data only their
+  parties read), which the platform API enforces on its generic routes and the
+  partner-event publisher by withholding restricted events;
 * the platform API (``GatewayApi``) and one plugin per domain of the composition,
   each with its own settings section;
 * the followers of the chain — the projector (views), the partner-event publisher
@@ -29,6 +32,7 @@ from services.gateway.api import GatewayApi
 from services.gateway.event_schemas import EventCatalogue
 from services.gateway.openapi import Endpoint
 from services.gateway.plugin import GatewayPlugin, PluginContext, PluginFollower
+from services.gateway.read_policy import ReadGuard
 from services.gateway.relay import Relay
 from services.gateway.views.access import ViewsAccess
 from services.ledger.core.replica import Commit
@@ -55,6 +59,8 @@ class GatewayHost:
     #: every partner event type, the composition's: the API's replay and the publisher
     #: give the same event the same CloudEvent (its subject included)
     catalogue: EventCatalogue = field(init=False)
+    #: every domain's read policy: the API's generic routes and the publisher obey it
+    reads: ReadGuard = field(init=False)
     api: GatewayApi = field(init=False)
     plugins: dict[str, GatewayPlugin] = field(init=False)
 
@@ -65,8 +71,10 @@ class GatewayHost:
         relay = Relay(self.chain, keys.load(relay_path)) if relay_path.exists() else None
         self.views = ViewsAccess()
         self.catalogue = composition.event_catalogue()
+        self.reads = ReadGuard(e.read_policy for e in composition.edges()
+                               if e.read_policy is not None)
         self.api = GatewayApi(self.chain, s.gateway, catalogue=self.catalogue, relay=relay,
-                              views=self.views)
+                              views=self.views, reads=self.reads)
         self.plugins = {}
         for domain in composition.DOMAINS:
             edge = domain.edge
@@ -105,7 +113,7 @@ class GatewayHost:
                 self.chain.store, url=self.events_url,
                 checkpoint_path=self.settings.node_dir / "events.checkpoint",
                 topology=Topology(self.settings.amqp.prefix),
-                catalogue=self.catalogue)
+                catalogue=self.catalogue, withheld=self.reads.restricts_event_type)
             self.registry.register(PublisherCollector(publisher))
             followers.append(publisher)
         for plugin in self.plugins.values():

@@ -27,6 +27,7 @@ from services.gateway.settings import GatewayOptions, ViewsOptions
 from services.ledger.node.settings import AmqpOptions, ConsensusTiming, ReplicaLimits
 from services.privacy.edge.settings import PrivacySettings
 from services.trace.edge.settings import TraceSettings
+from services.trade.edge.settings import TradeSettings
 
 ServiceName = Literal["ledger", "trace", "customs", "credit", "gateway"]
 VALIDATORS: tuple[ServiceName, ...] = ("ledger", "trace", "customs", "credit")
@@ -52,6 +53,7 @@ class NodeSettings(BaseSettings):
     views: ViewsOptions = ViewsOptions()
     trace: TraceSettings = TraceSettings()
     privacy: PrivacySettings = PrivacySettings()
+    trade: TradeSettings = TradeSettings()
     config_file: Path | None = None
 
     @classmethod

@@ -23,7 +23,11 @@ on the chain (``consortium.add_key``); ``keys create`` and a refused send say ho
 (an X25519 encryption key, ``--enc-key FILE``, besides the signing key), ``put``,
 ``grant``, ``read``, ``export``, ``erase``. Values are encrypted here before anything
 is sent; a value given to ``put`` is never printed back (only ``read`` and ``export``
-print values), and ``--value-file -`` keeps it off the command line.
+print values), and ``--value-file -`` keeps it off the command line. ``put``, ``grant``,
+``read`` and ``export`` need a pinned genesis — ``--genesis FILE``, else the data
+directory's (``$ECOSPHERE_DATA_DIR/genesis.json``, else ``data/genesis.json``): they
+wrap data keys for the keys the chain names, or open values against the records the
+chain holds, and without proofs a gateway could name its own key and read the value.
 """
 
 from __future__ import annotations
@@ -485,9 +489,30 @@ def _enc_key(args: argparse.Namespace) -> EncryptionKey:
         raise CliError(exc.code, f"--enc-key: {exc.detail}") from None
 
 
-def _privacy_client(args: argparse.Namespace, what: str) -> PrivacyClient:
+def _privacy_client(args: argparse.Namespace, what: str, *,
+                    pinned: bool = False) -> PrivacyClient:
+    """``pinned``: the command wraps data keys or opens values, so it runs only against a
+    pinned genesis (:func:`_privacy_genesis`)."""
     key = _require_key(args, f"privacy {what}")
-    return PrivacyClient(Client(_gateway(args), key=key, genesis=_genesis(args)))
+    genesis = _privacy_genesis(args, what) if pinned else _genesis(args)
+    return PrivacyClient(Client(_gateway(args), key=key, genesis=genesis))
+
+
+def _privacy_genesis(args: argparse.Namespace, what: str) -> Genesis:
+    """``--genesis``, else the data directory's genesis (``$ECOSPHERE_DATA_DIR``, else
+    ``data``: where ``ecosphere up`` writes it), else ``genesis_required``."""
+    if args.genesis:
+        return _require_genesis(args, f"privacy {what}")
+    path = Path(os.environ.get("ECOSPHERE_DATA_DIR") or "data") / "genesis.json"
+    if path.is_file():
+        found = _genesis(args, str(path), f"the data directory's genesis ({path})")
+        if found is not None:
+            return found
+    raise CliError("genesis_required", f"privacy {what} checks the parties' encryption "
+                   "keys and the record against the chain with proofs, so that the "
+                   "gateway cannot name its own key and read the value: add --genesis "
+                   f"FILE (e.g. data/genesis.json of 'ecosphere up'; {path} does not "
+                   "exist); nothing was sent to the gateway")
 
 
 def _value(args: argparse.Namespace) -> str:
@@ -538,7 +563,7 @@ def _privacy_keys(args: argparse.Namespace) -> dict[str, Any]:
 def _privacy_put(args: argparse.Namespace) -> dict[str, Any]:
     value = _value(args)
     key = _enc_key(args)
-    ref = _privacy_client(args, "put").put_record(
+    ref = _privacy_client(args, "put", pinned=True).put_record(
         args.category, value, jurisdiction=args.jurisdiction, key=key,
         holders=args.holder or (), cross_border_consent=args.cross_border_consent)
     return {"record_id": ref.record_id, "category": ref.category,
@@ -550,7 +575,7 @@ def _privacy_grant(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("usage", f"--days is 1..{GRANT_DAYS_MAX} (a grant is renewable)")
     key = _enc_key(args)
     until = int(time.time() * 1000) + args.days * DAY_MS
-    result = _privacy_client(args, "grant").grant(
+    result = _privacy_client(args, "grant", pinned=True).grant(
         args.record, args.to, args.purpose, until, key=key,
         cross_border_consent=args.cross_border_consent)
     return {"record_id": args.record, "grantee": args.to, "purpose": args.purpose,
@@ -559,7 +584,7 @@ def _privacy_grant(args: argparse.Namespace) -> dict[str, Any]:
 
 def _privacy_read(args: argparse.Namespace) -> dict[str, Any]:
     key = _enc_key(args)
-    privacy = _privacy_client(args, "read")
+    privacy = _privacy_client(args, "read", pinned=True)
     value = privacy.read(args.record, purpose=args.purpose, basis=args.basis, key=key,
                          as_=args.as_)
     return {"record_id": args.record, "purpose": args.purpose, "basis": args.basis,
@@ -568,7 +593,7 @@ def _privacy_read(args: argparse.Namespace) -> dict[str, Any]:
 
 def _privacy_export(args: argparse.Namespace) -> dict[str, Any]:
     key = _enc_key(args)
-    return _privacy_client(args, "export").export(key)
+    return _privacy_client(args, "export", pinned=True).export(key)
 
 
 def _privacy_erase(args: argparse.Namespace) -> dict[str, Any]:

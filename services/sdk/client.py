@@ -230,8 +230,11 @@ class Client(_Base):
                                       expected_hash=tx.hash.hex(), chain_id=self._chain_id)
         return result
 
-    def transaction(self, tx_hash: str, *, verify: bool = False) -> dict[str, Any]:
-        result = dict(self.call("GET", f"/v1/transactions/{tx_hash}"))
+    def transaction(self, tx_hash: str, *, verify: bool = False,
+                    signed: bool = False) -> dict[str, Any]:
+        """A committed transaction; ``signed``: read as this client's key (a kind a
+        domain restricts, e.g. ``privacy.*``, is shown to its parties only)."""
+        result = dict(self.call("GET", f"/v1/transactions/{tx_hash}", signed=signed))
         if verify:
             proofs.verify_transaction(result, self.trusted_for(result), result["transaction"],
                                       expected_hash=tx_hash, chain_id=self._chain_id)
@@ -242,24 +245,27 @@ class Client(_Base):
 
     # --- state and events ---------------------------------------------------------------
 
-    def state(self, key: str, *, verify: bool = False, min_height: int | None = None) -> Any:
+    def state(self, key: str, *, verify: bool = False, min_height: int | None = None,
+              signed: bool = False) -> Any:
         """A state value; with ``verify``, proven against a certified block of the pinned
-        chain (at least ``min_height`` when given) for exactly ``key``."""
-        result = dict(self.call("GET", f"/v1/state/{quote(key, safe='/')}"))
+        chain (at least ``min_height`` when given) for exactly ``key``. ``signed``: read
+        as this client's key (a key a domain restricts, e.g. ``privacy/record/...``, is
+        answered to its parties only: 404 ``state_restricted`` otherwise)."""
+        result = dict(self.call("GET", f"/v1/state/{quote(key, safe='/')}", signed=signed))
         if verify:
             return proofs.verify_state_value(result, self.trusted_for(result),
                                              expected_key=key, chain_id=self._chain_id,
                                              min_height=min_height)
         return result["value"]
 
-    def events(self, **query: Any) -> dict[str, Any]:
-        return dict(self.call("GET", "/v1/events", query=query))
+    def events(self, *, signed: bool = False, **query: Any) -> dict[str, Any]:
+        return dict(self.call("GET", "/v1/events", query=query, signed=signed))
 
     def replay(self, *, from_height: int = 1, after: str | None = None,
-               limit: int = 100) -> dict[str, Any]:
+               limit: int = 100, signed: bool = False) -> dict[str, Any]:
         return dict(self.call("GET", "/v1/events/replay",
                               query={"from_height": from_height, "after": after,
-                                     "limit": limit}))
+                                     "limit": limit}, signed=signed))
 
     def follow(self, *, from_height: int = 1, poll_s: float = 1.0,
                stop: Any = None) -> Any:

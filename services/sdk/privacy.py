@@ -6,11 +6,19 @@ the acting party's: the subject's own key, or a key of the organisation that rea
 Values are sealed and opened here, with :mod:`services.sdk.vault`; the gateway and the
 chain only ever see ciphertexts, wrapped data keys, commitments and hashes.
 
-What is trusted: with a pinned genesis, every transaction's receipt is checked offline
-and the chain facts a flow relies on — a party's registered encryption key, a record's
+What is trusted: a pinned genesis. Every transaction's receipt is checked offline and
+the chain facts a flow relies on — a party's registered encryption key, a record's
 commitment and ciphertext hash — are read with a state proof, so a gateway cannot
 substitute its own key for a reader's, nor hand out one record's ciphertext for
-another's (:func:`services.sdk.vault.open_sealed` recomputes the commitment).
+another's (:func:`services.sdk.vault.open_sealed` recomputes the commitment). Without
+one the gateway's word is all there is, and a gateway answering its own X25519 key for
+a holder or grantee would read the value: every flow that wraps a data key
+(:meth:`PrivacyClient.put_record`, :meth:`PrivacyClient.grant`) or opens a value
+(:meth:`PrivacyClient.read`, :meth:`PrivacyClient.export`,
+:meth:`PrivacyClient.attest_match`) refuses to run unpinned (``genesis_required``),
+before anything is sent. A data key the gateway hands the subject to re-wrap for a
+grantee is first checked to open the record's ciphertext to a value its on-chain
+commitment names.
 
 Wire: ``/v1/privacy/...`` (the gateway's privacy plugin); bytes are unpadded base64url;
 transactions are ``privacy.<action>`` with the payloads of
@@ -21,6 +29,8 @@ codes (``status`` set), a rejected transaction's contract code, the vault's code
 (:class:`services.sdk.vault.VaultError`), a proof's (``bad_proof``, ...: an answer
 that does not verify against the pinned genesis), and these:
 
+    genesis_required      a flow that wraps or opens values, on a client with no pinned
+                          genesis (nothing was sent)
     access_refused        the chain judged the access and refused it (``reason``: the
                           contract's, e.g. ``no_grant``, ``record_erased``)
     access_unknown        the access committed but its judgement was not found
@@ -55,6 +65,9 @@ Acting = Literal["org", "self"]
 ENVELOPE_WAIT_S: Final = 10.0
 ENVELOPE_RETRY_CODES: Final = frozenset({"access_not_found", "vault_unavailable"})
 EVENTS_PAGE: Final = 100
+#: pages of one export followed at most (a page holds up to 1,000 records; a subject
+#: has at most 1,000 records not yet erased, and its erased ones)
+EXPORT_PAGES_MAX: Final = 1_000
 
 
 class PrivacyError(Exception):
@@ -115,6 +128,14 @@ class PrivacyClient:
     def _pinned(self) -> bool:
         return self.client.genesis is not None
 
+    def _require_pinned(self, what: str) -> None:
+        """Refuse ``what`` (a flow wrapping a data key or opening a value) without a
+        pinned genesis: the keys and records it relies on would be the gateway's word."""
+        if not self._pinned:
+            raise PrivacyError("genesis_required", f"{what} checks the parties' keys and "
+                               "the record against the chain with proofs: pin a genesis "
+                               "(Client(..., genesis=...)); nothing was sent")
+
     # --- plumbing --------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
@@ -144,7 +165,8 @@ class PrivacyClient:
     def _state(self, key: str) -> Any:
         """A chain state value: proven against the pinned genesis when there is one."""
         try:
-            return self.client.state(key, verify=self._pinned)
+            # signed: the gateway answers a privacy key to its parties only
+            return self.client.state(key, verify=self._pinned, signed=True)
         except ApiError as exc:
             raise PrivacyError(exc.code, exc.detail, status=exc.status) from None
         except proofs.ProofError as exc:
@@ -201,7 +223,9 @@ class PrivacyClient:
                    cross_border_consent: bool = False,
                    keep_data_key: bool = False) -> RecordRef:
         """Seal ``value``, wrap its data key for this subject and each holder, create the
-        record on chain, and upload the ciphertext and wraps to the vault."""
+        record on chain (binding each holder's wrap by its SHA-256), and upload the
+        ciphertext and wraps to the vault."""
+        self._require_pinned("put_record")
         self._check_own_key(key)
         parties = [self.me, *(p for p in dict.fromkeys(holders) if p != self.me)]
         publics = {self.me: key.public_hex}
@@ -214,7 +238,9 @@ class PrivacyClient:
             raise PrivacyError(exc.code, exc.detail) from None
         payload: dict[str, Any] = {"category": category, "commitment": sealed.commitment,
                                    "ciphertext_hash": sealed.ciphertext_hash,
-                                   "jurisdiction": jurisdiction, "holders": parties}
+                                   "jurisdiction": jurisdiction, "holders": parties,
+                                   "wrap_hashes": {p: hashlib.sha256(w).hexdigest()
+                                                   for p, w in wraps.items()}}
         if cross_border_consent:
             payload["cross_border_consent"] = True
         receipt = self.send("create_record", payload)
@@ -243,12 +269,15 @@ class PrivacyClient:
               key: EncryptionKey, cross_border_consent: bool = False,
               data_key: bytes | None = None) -> dict[str, Any]:
         """Let ``grantee`` read the record for ``purpose`` until block time ``until_ms``:
-        recover the data key (the subject's own access, unless ``data_key`` is given),
-        wrap it for the grantee's registered key, grant on chain, upload the wrap."""
+        recover the data key (the subject's own access, unless ``data_key`` is given) and
+        check it opens the record to a value its commitment names, wrap it for the
+        grantee's registered key, grant on chain, upload the wrap."""
+        self._require_pinned("grant")
         record = self.record_on_chain(record_id)
         if data_key is None:
-            data_key, _ = self._fetch(record_id, record, purpose=purpose, basis="subject",
-                                      key=key, acting="self")
+            data_key, ciphertext = self._fetch(record_id, record, purpose=purpose,
+                                               basis="subject", key=key, acting="self")
+            self._opened(record_id, record, ciphertext, data_key)
         grantee_key = self.public_key(grantee)
         try:
             wrapped = vault.wrap(data_key, grantee_key["public_key"], record["commitment"])
@@ -291,7 +320,7 @@ class PrivacyClient:
         events (the store, not the views: there as soon as the block is)."""
         after: str | None = None
         while True:
-            page = self._call("GET", "/v1/events/replay", query={
+            page = self._call("GET", "/v1/events/replay", signed=True, query={
                 "from_height": height, "after": after, "limit": EVENTS_PAGE})
             items = page.get("items", [])
             for item in items:
@@ -353,9 +382,17 @@ class PrivacyClient:
              as_: Acting = "org") -> str:
         """Read a record's value: ask the chain (judged and logged), fetch the envelope,
         unwrap the data key, decrypt, and check the value against the commitment."""
+        self._require_pinned("read")
         record = self.record_on_chain(record_id)
         data_key, ciphertext = self._fetch(record_id, record, purpose=purpose, basis=basis,
                                            key=key, acting=as_)
+        return self._opened(record_id, record, ciphertext, data_key)
+
+    @staticmethod
+    def _opened(record_id: str, record: Mapping[str, Any], ciphertext: bytes,
+                data_key: bytes) -> str:
+        """The value ``ciphertext`` holds under ``data_key``, checked against the record's
+        commitment and category on chain."""
         try:
             opened = vault.open_sealed(ciphertext, data_key, record["commitment"])
         except VaultError as exc:
@@ -371,11 +408,34 @@ class PrivacyClient:
         """Everything the platform holds about this subject, machine-readable, with
         every record's value decrypted (``value`` None: erased, its keys are gone; or
         ``unreadable``: wrapped for a key other than ``key``, e.g. before a rotation).
-        With a pinned genesis each record is checked against the chain's (proven)
-        record; a ciphertext that does not match its record is refused."""
+        Each record is checked against the chain's (proven) record; a ciphertext that
+        does not match its record is refused. Every page is fetched (``next_cursor``)
+        and merged: records, grants and erasures; the access log is the first page's."""
+        self._require_pinned("export")
         answer = dict(self._call("GET", "/v1/privacy/me/export", signed=True))
-        records = [self._exported(dict(item), key) for item in answer.get("records", [])]
-        return {**answer, "records": records}
+        items = list(answer.get("records", []))
+        grants, erasures = list(answer.get("grants", [])), list(answer.get("erasures", []))
+        cursor = answer.get("next_cursor")
+        pages = 1
+        while cursor is not None:
+            if pages >= EXPORT_PAGES_MAX:
+                raise PrivacyError("bad_envelope", f"the export has more than "
+                                   f"{EXPORT_PAGES_MAX} pages")
+            pages += 1
+            page = dict(self._call("GET", "/v1/privacy/me/export", signed=True,
+                                   query={"cursor": cursor}))
+            items += page.get("records", [])
+            grants += page.get("grants", [])
+            erasures += page.get("erasures", [])
+            following = page.get("next_cursor")
+            if following is not None and (not isinstance(following, str)
+                                          or following <= str(cursor)):
+                raise PrivacyError("bad_envelope", "the export's pages do not move on")
+            cursor = following
+        records = [self._exported(dict(item), key) for item in items]
+        return {**answer, "records": records, "grants": grants, "erasures": erasures,
+                "next_cursor": None,
+                "truncated": bool(answer.get("access_log_truncated", False))}
 
     def _exported(self, item: dict[str, Any], key: EncryptionKey) -> dict[str, Any]:
         ciphertext_b64 = item.pop("ciphertext", None)
@@ -383,7 +443,7 @@ class PrivacyClient:
         if not ciphertext_b64 or not wrapped_b64:
             return {**item, "value": None}
         record_id = str(item.get("record_id"))
-        record = self.record_on_chain(record_id) if self._pinned else item
+        record = self.record_on_chain(record_id)
         ciphertext = self._check_envelope(
             {"record_id": item.get("record_id"), "commitment": item.get("commitment"),
              "ciphertext": ciphertext_b64}, record_id, record)
@@ -414,6 +474,7 @@ class PrivacyClient:
                      key: EncryptionKey, basis: str = "grant") -> bool:
         """Read both records for ``purpose`` (each access judged and logged), compare
         their normalised values, and attest the verdict on chain (for the organisation)."""
+        self._require_pinned("attest_match")
         values, categories = [], set()
         for record_id in (record_a, record_b):
             categories.add(self.record_on_chain(record_id)["category"])

@@ -3,8 +3,9 @@ validated by :mod:`services.trace.epcis`), signed by itself, either as a
 ``trace.capture`` transaction of its own or as its RFC 9421-signed HTTP request relayed
 by a gateway (the relay cannot forge or alter it: the party's signature covers the
 exact bytes). Each event is recorded under its CBV 2.0 hash (duplicates refused), moves
-the serialised items it names along the supply chain, and is checked against the
-agreements on those items (:func:`services.trace.agreements.check_rules`).
+the serialised items it names along the supply chain, and is announced in full
+(``trace.event.captured``: the trade domain's logistics reads tracking events and
+temperature readings from it; trace knows nothing of trade).
 
 Custody: an item's custodian is its brand owner from commissioning; the custodian hands
 it over by naming the next holder in an event's destinationList (``possessing_party``,
@@ -32,7 +33,6 @@ from services.ledger.core import httpsig
 from services.ledger.core.contract import TxContext
 from services.ledger.core.errors import TransactionFailed
 from services.trace import epcis, epcis_values, eventhash, hashvalues, identifiers
-from services.trace.agreements import check_rules
 from services.trace.items import STATE_BY_BIZSTEP, TERMINAL_STATES, sgtin_of
 
 __all__ = [
@@ -261,7 +261,6 @@ def _capture_one(ctx: TxContext, org: str, raw: object, position: int) -> None:
         "disposition": event.get("disposition"), "org": org, "time": event_time,
         "location": location, "epcs": sorted(epcis.epcs_of(event))[:100],
         "position": position, "event": event})
-    check_rules(ctx, event, event_time, org)
 
 
 def _track_item(ctx: TxContext, org: str, epc: str, event: dict[str, Any],

@@ -3,7 +3,7 @@ batch of verifiable certificates (:mod:`services.trace.documents`) for a product
 or an organisation, under an accreditation in force (:mod:`services.trace.registry`
 grants them), and revokes the batch or one certificate of it. Also the one rule for
 whether an anchored batch vouches (:func:`certificate_in_force`), shared by the
-agreements' rules and the gateway's product pages.
+trade domain's listings and the gateway's product pages.
 
 State: ``anchor/<root>`` and ``cert_subject/<kind>:<id>`` (see
 :mod:`services.trace.contract`). Runs in every replica: it must never do I/O, read the
@@ -13,7 +13,7 @@ behaviour forks the chain.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from services.ledger.core.contract import TxContext, payload_int, payload_str
@@ -23,7 +23,9 @@ from services.trace.certificate_schema import CERTIFICATE_TYPES
 __all__ = [
     "CERT_TYPES",
     "anchor_certificate",
+    "anchor_of",
     "certificate_in_force",
+    "certificate_root",
     "has_valid_certificate",
     "revoke_certificate",
 ]
@@ -153,3 +155,25 @@ def has_valid_certificate(ctx: TxContext, gtin: str, cert_type: str) -> bool:
                 record, ctx.get(f"accreditation/{record['issuer']}"), ctx.time):
             return True
     return False
+
+
+# --- for the domains that depend on trace (a full-key state reader: their ``ctx.read``) ---
+
+def anchor_of(read: Callable[[str], Any], root: str) -> dict[str, Any] | None:
+    """The anchored certificate batch ``root`` (``read`` takes full keys, e.g. another
+    domain's ``ctx.read``), or None."""
+    value = read(f"trace/anchor/{root}")
+    return value if isinstance(value, dict) else None
+
+
+def certificate_root(read: Callable[[str], Any], gtin: str, cert_type: str,
+                     at: int) -> str | None:
+    """The root of a batch holding a certificate of ``cert_type`` for product ``gtin``
+    that vouches at ``at`` (the first anchored of them), or None: the rule of
+    :func:`has_valid_certificate`, for a domain that needs the proof it rests on."""
+    for root in read(f"trace/cert_subject/product:{gtin}") or []:
+        record = anchor_of(read, root)
+        if record is not None and record["type"] == cert_type and certificate_in_force(
+                record, read(f"trace/accreditation/{record['issuer']}"), at):
+            return str(root)
+    return None

@@ -1,14 +1,14 @@
-"""The trace contract: products, locations, certificates, EPCIS events, agreements
-with automatic penalties, and consumer scans — run by every replica.
+"""The trace contract: products, locations, certificates, EPCIS events and consumer
+scans — run by every replica.
 
 :class:`TraceContract` is the one contract of the trace domain: its actions, their
 static checks, and the dispatch of each action to a plain function of the module of its
 concern — :mod:`~services.trace.registry` (accreditations, GS1 prefixes, products,
 locations), :mod:`~services.trace.certificates`, :mod:`~services.trace.capture` (EPCIS
-events, incl. the relayed RFC 9421-signed request), :mod:`~services.trace.agreements`
-(agreements, deposits, penalties, deadlines; the future trade domain's) and
-:mod:`~services.trace.scans` (secure tags, scans, clone verdicts). The state layout of
-the whole domain is here.
+events, incl. the relayed RFC 9421-signed request) and :mod:`~services.trace.scans`
+(secure tags, scans, clone verdicts). The state layout of the whole domain is here.
+Agreements, deposits and penalties moved to the trade domain, where money exists
+(docs/adr/0009-trade.md): it reads this contract's ``trace.event.captured`` events.
 
 State (namespace ``trace``)::
 
@@ -39,9 +39,6 @@ State (namespace ``trace``)::
                              last_reader_time, last_shelf, last_shelf_country,
                              last_shelf_time; once tagged: tag_key, tag_counter,
                              tag_registered, tag_codes [[counter, signature], ...]
-    agreement/<id>           {id, proposer, counterparty, responsible, epcs[], gtins[],
-                              rules[], deposit, remaining, status, deadlines}
-    penalty/<id>             {agreement, responsible, amount, currency, rule, reason, time}
 
 Decisions (see docs/adr/0004-trace-on-chain.md):
 
@@ -55,11 +52,8 @@ Decisions (see docs/adr/0004-trace-on-chain.md):
   ``trace.capture`` transaction and the contract verifies the party's signature
   over the exact bytes. The relay cannot forge or alter a capture. SDK clients
   may also sign ``trace.capture`` transactions themselves.
-* **Money** is integer minor units with a currency; deposits and penalties
-  are records against the responsible party (later feeding credit), not
-  token transfers.
 * **Time** is block time: events from the future beyond ``EVENT_FUTURE_MS``
-  are refused (clock-skewed), deadlines fire on BFT time.
+  are refused (clock-skewed).
 * **Clone verdicts rest on evidence a stranger cannot forge**
   (docs/adr/0005-clone-verdicts.md, amended): two registered retailers offering the
   item in two countries within a day, or two different codes of its secure tag for
@@ -78,10 +72,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from services.ledger.core.contract import BlockContext, Contract, TxContext, static_fail
+from services.ledger.core.contract import Contract, TxContext, static_fail
 from services.ledger.core.errors import InvalidTransaction, TransactionFailed
 from services.ledger.core.transactions import Transaction
-from services.trace import agreements, capture, certificates, identifiers, registry, scans
+from services.trace import capture, certificates, identifiers, registry, scans
 from services.trace.capture import EVENTS_PER_CAPTURE_MAX
 
 __all__ = ["NAME", "TraceContract"]
@@ -98,8 +92,6 @@ _APPLY: Mapping[str, Callable[[TxContext], None]] = {
     "anchor_certificate": certificates.anchor_certificate,
     "revoke_certificate": certificates.revoke_certificate,
     "capture": capture.capture,
-    "propose_agreement": agreements.propose_agreement,
-    "accept_agreement": agreements.accept_agreement,
     "register_tags": scans.register_tags,
     "record_scan": scans.record_scan,
     "record_scans": scans.record_scans,
@@ -118,9 +110,6 @@ class TraceContract(Contract):
                                          "valid_until"}),
         "revoke_certificate": frozenset({"merkle_root"}),
         "capture": None,
-        "propose_agreement": frozenset({"id", "counterparty", "responsible", "rules",
-                                        "deposit"}),
-        "accept_agreement": frozenset({"id"}),
         "register_tags": frozenset({"tags"}),
         "record_scan": frozenset({"epc", "country"}),
         "record_scans": frozenset({"scans"}),
@@ -155,8 +144,4 @@ class TraceContract(Contract):
 
     def apply(self, ctx: TxContext) -> None:
         _APPLY[ctx.tx.action](ctx)
-
-    def begin_block(self, ctx: BlockContext) -> None:
-        """Deadlines that fell due by this block's BFT time."""
-        agreements.settle_deadlines(ctx)
 

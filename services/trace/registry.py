@@ -10,6 +10,9 @@ randomness or use floats, and any change of behaviour forks the chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from services.ledger.core.contract import TxContext, payload_int, payload_str
 from services.trace import identifiers
 from services.trace.certificates import CERT_TYPES
@@ -23,6 +26,7 @@ __all__ = [
     "PREFIX_DIGITS_MIN",
     "accredit",
     "assign_prefix",
+    "product_of",
     "register_location",
     "register_product",
     "revoke_accreditation",
@@ -36,6 +40,13 @@ ACCREDITOR_ROLES = ("accreditor", "platform")
 #: who licenses GS1 company prefixes to members (the platform, as the GS1 member
 #: organisation's registry would): a GTIN or GLN can only be registered by its licensee
 PREFIX_AUTHORITY_ROLES = ("platform",)
+
+
+def product_of(read: Callable[[str], Any], gtin: str) -> dict[str, Any] | None:
+    """The registered product ``gtin`` (14 digits; ``read`` takes full keys, e.g. another
+    domain's ``ctx.read``), or None."""
+    value = read(f"trace/product/{gtin}")
+    return value if isinstance(value, dict) else None
 
 
 # --- accreditation ----------------------------------------------------------------------

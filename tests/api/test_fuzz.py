@@ -59,9 +59,6 @@ SEMANTIC_REFUSALS: dict[str, frozenset[str]] = {
                                        "bad_digital_link"}),
     "GET /v1/trace/provenance": frozenset({"bad_identifier", "bad_check_digit",
                                            "bad_digital_link"}),
-    # ...and its penalties cursor inherits the views' cursor format, but is an offset
-    # (digits only).
-    "GET /v1/trace/penalties": frozenset({"bad_cursor"}),
 }
 #: An Idempotency-Key names one request: a key generated again with another body is
 #: refused on any POST (state across requests, not the document's business).

@@ -20,7 +20,12 @@ from services.ledger.sim.testnet import make_testnet
 from services.privacy.grants import judge_access
 from services.privacy.keys import is_exchange_key
 from services.privacy.matching import normalize, verdict
-from services.privacy.vocabulary import ERASURE_ACK_MS, GRANT_MS_MAX, MATCH_WINDOW_MS
+from services.privacy.vocabulary import (
+    ERASURE_ACK_MS,
+    GRANT_MS_MAX,
+    GRANTEES_PER_RECORD_MAX,
+    MATCH_WINDOW_MS,
+)
 from tests.ledger.core.conftest import Chain, event_types, rejected_codes
 
 DAY_MS = 86_400_000
@@ -33,6 +38,11 @@ def pub(label: str) -> str:
 
 def h(label: str) -> str:
     return hashlib.sha256(f"hash/{label}".encode()).hexdigest()
+
+
+def wraps(holders: list[str]) -> dict[str, str]:
+    """The ``wrap_hashes`` of a record for ``holders`` (one made-up wrap each)."""
+    return {party: h(f"wrap-of/{party}") for party in holders}
 
 
 @dataclass
@@ -52,9 +62,18 @@ class World:
 
     def ok(self, key: PrivateKey, action: str, payload: dict[str, Any],
            time: int | None = None) -> BlockExecution:
+        self.chain.check_static(self.chain.tx(key, f"privacy.{action}", payload, nonce=0))
         result = self.run(key, action, payload, time)
         assert not result.rejected, rejected_codes(result)
         return result
+
+    def static_code(self, key: PrivateKey, action: str, payload: dict[str, Any]) -> str:
+        """The code the static checks (mempool, gateway, every replica on a proposed
+        block) refuse ``payload`` with."""
+        tx = self.chain.tx(key, f"privacy.{action}", payload, nonce=0)
+        with pytest.raises(InvalidTransaction) as refused:
+            self.chain.check_static(tx)
+        return refused.value.code
 
     def code(self, key: PrivateKey, action: str, payload: dict[str, Any],
              time: int | None = None) -> str:
@@ -65,11 +84,13 @@ class World:
     def record(self, key: PrivateKey, *, holders: list[str] | None = None,
                category: str = "address", jurisdiction: str = "DE",
                **extra: Any) -> str:
+        holders = holders or [f"key:{key.key_id}"]
         tx = self.chain.tx(key, "privacy.create_record", {
             "category": category, "commitment": h(f"c/{key.key_id}/{self.chain.height}"),
             "ciphertext_hash": h(f"x/{key.key_id}/{self.chain.height}"),
-            "jurisdiction": jurisdiction,
-            "holders": holders or [f"key:{key.key_id}"], **extra})
+            "jurisdiction": jurisdiction, "holders": holders,
+            "wrap_hashes": wraps(holders), **extra})
+        self.chain.check_static(tx)
         result = self.chain.block([tx])
         assert not result.rejected, rejected_codes(result)
         return tx.hash.hex()
@@ -201,27 +222,40 @@ def test_no_free_text_reaches_the_chain(w: World) -> None:
     tx = w.chain.tx(w.alice, "privacy.create_record", {
         "category": "address", "commitment": h("c"), "ciphertext_hash": h("x"),
         "jurisdiction": "DE", "holders": [alice_party(w)],
-        "note": "Hauptstrasse 1, Berlin"})
+        "wrap_hashes": wraps([alice_party(w)]), "note": "Hauptstrasse 1, Berlin"})
     with pytest.raises(InvalidTransaction) as refused:
         w.chain.check_static(tx)
     assert refused.value.code == "bad_payload"
     assert "unknown payload fields ['note']" in str(refused.value)
 
 
+def held_by(payload: dict[str, Any], holders: list[str]) -> dict[str, Any]:
+    return {**payload, "holders": holders, "wrap_hashes": wraps(holders)}
+
+
 def test_record_refusals(w: World) -> None:
     base = {"category": "address", "commitment": h("c"), "ciphertext_hash": h("x"),
-            "jurisdiction": "DE", "holders": [alice_party(w)]}
+            "jurisdiction": "DE", "holders": [alice_party(w)],
+            "wrap_hashes": wraps([alice_party(w)])}
+    me = alice_party(w)
     cases = [
         ({**base, "category": "shoe_size"}, "bad_payload"),
         ({**base, "commitment": "nothex"}, "bad_payload"),
         ({**base, "jurisdiction": "Germany"}, "bad_payload"),
-        ({**base, "holders": []}, "bad_payload"),
-        ({**base, "holders": ["org:customs-joint"]}, "bad_payload"),  # not the subject's
-        ({**base, "holders": [alice_party(w), alice_party(w)]}, "bad_payload"),
-        ({**base, "holders": [alice_party(w), "vault"]}, "bad_payload"),
-        ({**base, "holders": [alice_party(w), "org:nobody"]}, "no_encryption_key"),
-        ({**base, "holders": [alice_party(w)] + [f"org:x{i}" for i in range(9)]},
+        (held_by(base, []), "bad_payload"),
+        (held_by(base, ["org:customs-joint"]), "bad_payload"),  # not the subject's
+        ({**base, "holders": [me, me]}, "bad_payload"),
+        (held_by(base, [me, "vault"]), "bad_payload"),
+        (held_by(base, [me, "org:nobody"]), "no_encryption_key"),
+        (held_by(base, [me] + [f"org:x{i}" for i in range(9)]), "bad_payload"),
+        # every holder's wrap is bound on chain, and only the holders'
+        ({k: v for k, v in base.items() if k != "wrap_hashes"}, "bad_payload"),
+        ({**base, "wrap_hashes": {}}, "bad_payload"),
+        ({**base, "wrap_hashes": {**wraps([me]), "org:customs-joint": h("w")}},
          "bad_payload"),
+        ({**base, "holders": [me, "org:customs-joint"]}, "bad_payload"),  # customs' missing
+        ({**base, "wrap_hashes": {me: "AB" * 32}}, "bad_payload"),
+        ({**base, "wrap_hashes": [h("w")]}, "bad_payload"),
     ]
     for payload, code in cases:
         assert w.code(w.alice, "create_record", payload) == code, payload
@@ -229,15 +263,16 @@ def test_record_refusals(w: World) -> None:
     tx = w.chain.tx(w.operator, "consortium.add_key", {"public_key": stranger.public.hex(),
                                                        "permissions": ["member"]})
     assert not w.chain.block([tx]).rejected
-    assert w.code(stranger, "create_record", {
-        **base, "holders": [f"key:{stranger.key_id}"]}) == "no_encryption_key"
+    assert w.code(stranger, "create_record", held_by(
+        base, [f"key:{stranger.key_id}"])) == "no_encryption_key"
 
 
 def test_pipl_a_chinese_subjects_record_leaves_china_only_with_consent(w: World) -> None:
     li = f"key:{w.li.key_id}"
     refused = w.code(w.li, "create_record", {
         "category": "name", "commitment": h("n"), "ciphertext_hash": h("nx"),
-        "jurisdiction": "CN", "holders": [li, "org:customs-joint"]})
+        "jurisdiction": "CN", "holders": [li, "org:customs-joint"],
+        "wrap_hashes": wraps([li, "org:customs-joint"])})
     assert refused == "cross_border_consent_required"
     record_id = w.record(w.li, holders=[li], category="name", jurisdiction="CN")
     assert w.run(w.li, "grant", {"record_id": record_id, "grantee": "org:org-carrier",
@@ -344,7 +379,7 @@ def test_the_subject_reads_its_own_records_and_only_those(w: World) -> None:
 
 def test_judge_access_is_pure() -> None:
     record = {"record_id": h("r"), "subject": "ab" * 16, "status": "active",
-              "category": "address"}
+              "category": "address", "jurisdiction": "DE"}
     grants = {f"privacy/grant/{h('r')}/org:c/delivery": {"status": "active", "until": 100}}
     read = grants.get
     assert judge_access(read, record, "org:c", "delivery", "grant", frozenset(), 99).granted
@@ -389,7 +424,8 @@ def test_a_subjects_records_are_bounded_and_an_erased_one_frees_its_place(
     monkeypatch.setattr(records_module, "RECORDS_PER_SUBJECT_MAX", 2)
     first, second = w.record(w.alice), w.record(w.alice)
     payload = {"category": "phone", "commitment": h("c3"), "ciphertext_hash": h("x3"),
-               "jurisdiction": "DE", "holders": [alice_party(w)]}
+               "jurisdiction": "DE", "holders": [alice_party(w)],
+               "wrap_hashes": wraps([alice_party(w)])}
     assert w.code(w.alice, "create_record", payload) == "too_many_records"
     w.ok(w.alice, "request_erasure", {"record_id": first})
     # erasing, not erased: the vault has not acknowledged yet, so still no room
@@ -437,7 +473,8 @@ def test_rectification_makes_a_new_version_and_shreds_the_old(w: World) -> None:
     old = w.record(w.alice, holders=[alice_party(w), "org:customs-joint"])
     result = w.ok(w.alice, "rectify", {"record_id": old, "commitment": h("new"),
                                        "ciphertext_hash": h("newx"),
-                                       "holders": [alice_party(w)]})
+                                       "holders": [alice_party(w)],
+                                       "wrap_hashes": wraps([alice_party(w)])})
     (rectified,) = w.events(result, "privacy.record.rectified")
     new = rectified["record_id"]
     assert rectified["supersedes"] == old
@@ -445,9 +482,12 @@ def test_rectification_makes_a_new_version_and_shreds_the_old(w: World) -> None:
     assert w.get(f"record/{old}")["superseded_by"] == new
     assert w.events(result, "privacy.erasure.requested")[0]["reason"] == "rectified"
     assert w.get(f"record/{new}")["status"] == "active"
+    assert w.get(f"record/{new}")["wrap_hashes"] == wraps([alice_party(w)])
     assert w.code(w.carrier, "rectify", {"record_id": new, "commitment": h("n2"),
                                          "ciphertext_hash": h("n2x"),
-                                         "holders": [alice_party(w)]}) == "forbidden"
+                                         "holders": [alice_party(w)],
+                                         "wrap_hashes": wraps([alice_party(w)])}) == (
+        "forbidden")
 
 
 # --- matching -------------------------------------------------------------------------------------
@@ -463,7 +503,8 @@ def test_customs_attests_a_match_only_of_records_it_read(w: World) -> None:
                       basis="legal_basis")["granted"]
     result = w.ok(w.customs, "attest_match", payload)
     assert w.events(result, "privacy.match.attested")[0]["equal"] is True
-    found = verdict(w.chain.view().get, payer, buyer)
+    found = verdict(w.chain.view().get, payer, buyer, "org:customs-joint",
+                    "customs_clearance")
     assert found is not None and found["party"] == "org:customs-joint"
     later = w.chain.time + MATCH_WINDOW_MS + 1
     w.chain.block([], time=later)
@@ -494,3 +535,279 @@ def test_every_event_of_the_domain_is_emitted_by_these_rules(w: World) -> None:
     _, requested = erased_world(w)
     seen.update(event_types(requested))
     assert {"privacy.erasure.requested"} <= seen
+
+
+# --- found in review (2026-12-02) ---------------------------------------------------------
+PII = "Anna Schmidt, Lindenstrasse 5, 10969 Berlin"
+
+
+def li_grant(w: World, record_id: str, grantee: str, **extra: Any) -> BlockExecution:
+    return w.run(w.li, "grant", {"record_id": record_id, "grantee": grantee,
+                                 "purpose": "delivery", "until": w.chain.next_time + DAY_MS,
+                                 "wrap_hash": h(f"wrap/{grantee}"), **extra})
+
+
+def test_the_handlers_refuse_a_non_boolean_consent_too(w: World) -> None:
+    """Checked twice (statically: test_payload_shapes.py; and here, in the handlers that
+    run every block): a name in ``cross_border_consent`` never reads as "no"."""
+    me = alice_party(w)
+    payload = {"category": "address", "commitment": h("c"), "ciphertext_hash": h("x"),
+               "jurisdiction": "DE", "holders": [me], "wrap_hashes": wraps([me])}
+    for value in (PII, "true", 1, None, {"yes": True}):
+        assert w.code(w.alice, "create_record",
+                      {**payload, "cross_border_consent": value}) == "bad_payload"
+        assert w.static_code(w.alice, "create_record",
+                             {**payload, "cross_border_consent": value}) == "bad_payload"
+    record_id = w.record(w.alice)
+    assert w.code(w.alice, "rectify", {"record_id": record_id, "commitment": h("c2"),
+                                       "ciphertext_hash": h("x2"), "holders": [me],
+                                       "wrap_hashes": wraps([me]),
+                                       "cross_border_consent": PII}) == "bad_payload"
+    assert rejected_codes(grant(w, record_id, cross_border_consent=PII)) == ["bad_payload"]
+    assert w.get(f"grant/{record_id}/org:org-carrier/delivery") is None
+    assert w.get(f"record/{record_id}")["status"] == "active"  # not rectified
+    made = grant(w, record_id, cross_border_consent=False)  # what absent means
+    assert w.events(made, "privacy.grant.created")[0]["cross_border_consent"] is False
+
+
+def test_pipl_consent_is_judged_again_at_every_access(w: World) -> None:
+    """Found in review: a grantee in China moved abroad by rotating its key and kept
+    reading a Chinese subject's record without consent."""
+    li = f"key:{w.li.key_id}"
+    w.ok(w.carrier, "register_key", {"scope": "org", "public_key": pub("carrier-cn"),
+                                     "country": "CN"})
+    record_id = w.record(w.li, holders=[li], jurisdiction="CN")
+    assert not li_grant(w, record_id, "org:org-carrier").rejected  # no transfer: no consent
+    assert access(w, w.carrier, record_id)["granted"]
+    w.ok(w.carrier, "register_key", {"scope": "org", "public_key": pub("carrier-us"),
+                                     "country": "US"})
+    refused = access(w, w.carrier, record_id)
+    assert not refused["granted"] and refused["reason"] == "cross_border_consent_required"
+    # revoking its key moves no one back: the country last declared stands
+    w.ok(w.carrier, "revoke_key", {"scope": "org"})
+    assert access(w, w.carrier, record_id)["reason"] == "cross_border_consent_required"
+    # the subject's consent, on a new grant, lets it read again
+    w.ok(w.carrier, "register_key", {"scope": "org", "public_key": pub("carrier-us2"),
+                                     "country": "US"})
+    assert not li_grant(w, record_id, "org:org-carrier", cross_border_consent=True).rejected
+    assert access(w, w.carrier, record_id)["granted"]
+
+
+def test_pipl_consent_on_the_record_covers_its_grants_and_legal_bases(w: World) -> None:
+    li = f"key:{w.li.key_id}"
+    plain = w.record(w.li, holders=[li], category="name", jurisdiction="CN")
+    # customs (in DE) reads a Chinese subject's name under its legal basis only with
+    # the subject's consent on the record
+    out = access(w, w.customs, plain, purpose="customs_clearance", basis="legal_basis")
+    assert out["reason"] == "cross_border_consent_required"
+    consented = w.record(w.li, holders=[li], category="name", jurisdiction="CN",
+                         cross_border_consent=True)
+    assert access(w, w.customs, consented, purpose="customs_clearance",
+                  basis="legal_basis")["granted"]
+    # a grant made inside China, of a record carrying consent, survives a move abroad
+    w.ok(w.carrier, "register_key", {"scope": "org", "public_key": pub("carrier-cn"),
+                                     "country": "CN"})
+    assert not li_grant(w, consented, "org:org-carrier").rejected
+    w.ok(w.carrier, "register_key", {"scope": "org", "public_key": pub("carrier-us"),
+                                     "country": "US"})
+    assert access(w, w.carrier, consented)["granted"]
+    # the subject reading its own record is no transfer
+    assert access(w, w.li, plain, basis="subject", **{"as": "self"})["granted"]
+
+
+def test_judge_access_judges_the_partys_country_now() -> None:
+    record = {"record_id": h("r"), "subject": "ab" * 16, "status": "active",
+              "category": "name", "jurisdiction": "CN", "cross_border_consent": False}
+    grant_key = f"privacy/grant/{h('r')}/org:c/delivery"
+    state: dict[str, Any] = {grant_key: {"status": "active", "until": 100,
+                                         "cross_border_consent": False}}
+
+    def judge(**changes: Any) -> str:
+        return judge_access(state.get, {**record, **changes}, "org:c", "delivery", "grant",
+                            frozenset(), 1).reason
+
+    assert judge() == "cross_border_consent_required"  # no key ever: not known inside
+    state["privacy/enckey/org:c"] = {"country": "CN", "status": "revoked"}
+    assert judge() == "grant"
+    state["privacy/enckey/org:c"] = {"country": "US", "status": "active"}
+    assert judge() == "cross_border_consent_required"
+    assert judge(cross_border_consent=True) == "grant"
+    assert judge(jurisdiction="DE") == "grant"
+    state[grant_key] = {**state[grant_key], "cross_border_consent": True}
+    assert judge() == "grant"
+
+
+def test_a_records_grantees_are_bounded(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: grantees (and so an erasure's pending list) grew without bound."""
+    from services.privacy import grants as grants_module
+
+    assert GRANTEES_PER_RECORD_MAX == 64
+    monkeypatch.setattr(grants_module, "GRANTEES_PER_RECORD_MAX", 2)
+    record_id = w.record(w.alice)
+    assert not grant(w, record_id, "org:org-carrier").rejected
+    assert not grant(w, record_id, "org:org-shop").rejected
+    refused = grant(w, record_id, "org:customs-joint", purpose="customs_clearance")
+    assert rejected_codes(refused) == ["too_many_grantees"]
+    # a revoked grantee still counts: it may hold a copy, and must acknowledge erasure
+    w.ok(w.alice, "revoke_grant", {"record_id": record_id, "grantee": "org:org-shop",
+                                   "purpose": "delivery"})
+    assert rejected_codes(grant(w, record_id, "org:customs-joint",
+                                purpose="customs_clearance")) == ["too_many_grantees"]
+    # a grantee already counted may be granted again, or for another purpose
+    assert not grant(w, record_id, "org:org-shop").rejected
+    assert not grant(w, record_id, "org:org-carrier", purpose="returns").rejected
+    # a new version starts with none
+    new = w.events(w.ok(w.alice, "rectify", {
+        "record_id": record_id, "commitment": h("c2"), "ciphertext_hash": h("x2"),
+        "holders": [alice_party(w)], "wrap_hashes": wraps([alice_party(w)])}),
+        "privacy.record.rectified")[0]["record_id"]
+    assert not grant(w, new, "org:customs-joint", purpose="customs_clearance").rejected
+
+
+def test_each_holders_wrap_is_bound_on_chain(w: World) -> None:
+    holders = [alice_party(w), "org:customs-joint"]
+    record_id = w.record(w.alice, holders=holders)
+    assert w.get(f"record/{record_id}")["wrap_hashes"] == wraps(holders)
+    base = {"record_id": record_id, "commitment": h("c2"), "ciphertext_hash": h("x2"),
+            "holders": holders}
+    for bad in (None, {}, wraps(holders[:1]), {**wraps(holders), "org:org-shop": h("s")},
+                {**wraps(holders), "org:customs-joint": "x"}):
+        payload = base if bad is None else {**base, "wrap_hashes": bad}
+        assert w.code(w.alice, "rectify", payload) == "bad_payload", bad
+        assert w.static_code(w.alice, "rectify", payload) == "bad_payload", bad
+    assert w.get(f"record/{record_id}")["status"] == "active"
+
+
+def match_world(w: World) -> tuple[str, str]:
+    """Two name records of alice, each read by the carrier (delivery) and the shop
+    (payment)."""
+    a, b = w.record(w.alice, category="name"), w.record(w.alice, category="name")
+    for record_id in (a, b):
+        assert not grant(w, record_id, "org:org-carrier").rejected
+        assert not grant(w, record_id, "org:org-shop", purpose="payment").rejected
+        assert access(w, w.carrier, record_id)["granted"]
+        assert access(w, w.shop, record_id, purpose="payment")["granted"]
+    return a, b
+
+
+def test_a_match_verdict_is_the_attesting_partys_own(w: World) -> None:
+    """Found in review: any entitled party overwrote another's verdict, and readers got
+    whichever came last."""
+    a, b = match_world(w)
+    w.ok(w.carrier, "attest_match", {"record_a": a, "record_b": b, "purpose": "delivery",
+                                     "equal": True})
+    w.ok(w.shop, "attest_match", {"record_a": b, "record_b": a, "purpose": "payment",
+                                  "equal": False})
+    read = w.chain.view().get
+    carrier = verdict(read, a, b, "org:org-carrier", "delivery")
+    assert carrier is not None and carrier["equal"] is True
+    shop = verdict(read, b, a, "org:org-shop", "payment")
+    assert shop is not None and shop["equal"] is False and shop["by"] == w.shop.key_id
+    assert verdict(read, a, b, "org:org-carrier", "payment") is None
+    assert verdict(read, a, b, "org:customs-joint", "delivery") is None
+    low, high = sorted((a, b))
+    assert w.get(f"match/{low}/{high}/org:org-carrier/delivery") == carrier
+    assert w.get(f"match/{low}/{high}") is None
+
+
+def test_a_match_verdict_dies_with_its_records(w: World) -> None:
+    a, b = match_world(w)
+    w.ok(w.carrier, "attest_match", {"record_a": a, "record_b": b, "purpose": "delivery",
+                                     "equal": True})
+    assert verdict(w.chain.view().get, a, b, "org:org-carrier", "delivery") is not None
+    w.ok(w.alice, "request_erasure", {"record_id": b})
+    assert verdict(w.chain.view().get, a, b, "org:org-carrier", "delivery") is None
+    # and a record that is not live is compared no more
+    assert w.code(w.carrier, "attest_match", {"record_a": a, "record_b": b,
+                                              "purpose": "delivery", "equal": True}) == (
+        "record_not_active")
+
+
+def test_attest_match_refusals(w: World) -> None:
+    a, b = match_world(w)
+    phone = w.record(w.alice, category="phone")
+    assert not grant(w, phone, "org:org-carrier").rejected
+    assert access(w, w.carrier, phone)["granted"]
+    base = {"record_a": a, "record_b": b, "purpose": "delivery", "equal": True}
+    cases: list[tuple[dict[str, Any], str, bool]] = [  # change, code, refused statically
+        ({"record_b": phone}, "bad_payload", False),  # two categories
+        ({"record_b": a}, "bad_payload", True),  # the same record twice
+        ({"equal": "yes"}, "bad_payload", True),
+        ({"equal": 1}, "bad_payload", True),
+        ({"equal": None}, "bad_payload", True),
+        ({"record_b": h("nothing")}, "record_not_found", False),
+        ({"purpose": "marketing"}, "bad_payload", True),
+        ({"purpose": "payment"}, "no_recorded_access", False),  # the shop's purpose
+    ]
+    for change, code, static in cases:
+        payload = {**base, **change}
+        assert w.code(w.carrier, "attest_match", payload) == code, change
+        if static:
+            assert w.static_code(w.carrier, "attest_match", payload) == "bad_payload"
+    # a person (not an organisation) attests nothing it did not read as its organisation
+    assert w.code(w.li, "attest_match", base) == "no_recorded_access"
+
+
+def test_the_contract_never_normalizes(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``matching.normalize`` depends on the Python's Unicode tables: off the consensus
+    path. A full run of every action, with it (and the Unicode tables) unusable."""
+    from services.privacy import matching
+
+    class Unusable:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"the contract used unicodedata.{name}")
+
+    def never(*_: Any) -> str:
+        raise AssertionError("the contract called normalize")
+
+    monkeypatch.setattr(matching, "normalize", never)
+    monkeypatch.setattr(matching, "unicodedata", Unusable())
+    a, b = match_world(w)
+    w.ok(w.carrier, "attest_match", {"record_a": a, "record_b": b, "purpose": "delivery",
+                                     "equal": True})
+    erased_world(w)
+    w.ok(w.alice, "rectify", {"record_id": a, "commitment": h("c2"),
+                              "ciphertext_hash": h("x2"), "holders": [alice_party(w)],
+                              "wrap_hashes": wraps([alice_party(w)])})
+
+
+# --- refusals the review found without a test ------------------------------------------------
+
+def test_access_refuses_a_bad_as_or_basis(w: World) -> None:
+    record_id = w.record(w.alice)
+    base = {"record_id": record_id, "purpose": "delivery", "basis": "grant"}
+    for change in ({"as": "vault"}, {"as": "customs"}, {"as": True}, {"as": PII},
+                   {"basis": "curiosity"}, {"basis": None}, {"basis": ["grant"]}):
+        assert w.code(w.carrier, "access", {**base, **change}) == "bad_payload", change
+        assert w.static_code(w.carrier, "access", {**base, **change}) == "bad_payload"
+
+
+def test_ack_erasure_refuses_a_bad_as(w: World) -> None:
+    record_id, _ = erased_world(w)
+    for acting in ("platform", "", None, True, PII):
+        payload = {"record_id": record_id, "as": acting}
+        assert w.code(w.carrier, "ack_erasure", payload) == "bad_payload", acting
+        assert w.static_code(w.carrier, "ack_erasure", payload) == "bad_payload"
+    assert w.get(f"record/{record_id}")["erasure"]["pending"] == [
+        "org:customs-joint", "org:org-carrier", "vault"]
+
+
+def test_revoke_key_without_an_active_key(w: World) -> None:
+    assert w.code(w.shop, "revoke_key", {"scope": "self"}) == "not_found"  # never had one
+    assert w.code(w.li, "revoke_key", {"scope": "org"}) == "not_found"  # org-li has none
+    assert w.code(w.alice, "revoke_key", {"scope": "org"}) == "not_found"
+    assert w.static_code(w.alice, "revoke_key", {"scope": "everyone"}) == "bad_payload"
+
+
+def test_rectify_only_an_active_record(w: World) -> None:
+    me = alice_party(w)
+    change = {"commitment": h("c2"), "ciphertext_hash": h("x2"), "holders": [me],
+              "wrap_hashes": wraps([me])}
+    erasing, _ = erased_world(w)
+    assert w.code(w.alice, "rectify", {"record_id": erasing, **change}) == (
+        "record_not_active")
+    old = w.record(w.alice)
+    w.ok(w.alice, "rectify", {"record_id": old, **change})  # old is superseded now
+    assert w.code(w.alice, "rectify", {"record_id": old, **change}) == "record_not_active"
+    assert w.code(w.alice, "rectify", {"record_id": h("nothing"), **change}) == (
+        "record_not_found")

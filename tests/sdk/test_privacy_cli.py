@@ -10,7 +10,7 @@ import io
 import json
 import stat
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from services.ledger.node import keys
 from services.ledger.sim.testnet import make_testnet
 from services.sdk import vault
 from services.sdk.client import Client
-from services.sdk.privacy import PrivacyClient, PrivacyError, from_b64url
+from services.sdk.privacy import PrivacyClient, PrivacyError, b64url, from_b64url
 from services.sdk.vault import EncryptionKey
 from tests.live import LiveNetwork, live
 
@@ -180,7 +180,8 @@ class FakeGateway(Client):
         self.sent.append((kind, dict(payload)))
         return {"status": "committed", "tx_hash": f"{len(self.sent):064x}", "height": 7}
 
-    def state(self, key: str, *, verify: bool = False, min_height: int | None = None) -> Any:
+    def state(self, key: str, *, verify: bool = False, min_height: int | None = None,
+              signed: bool = False) -> Any:
         return self.chain.get(key)
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
@@ -230,8 +231,13 @@ def test_put_record_sends_the_contracts_fields_and_no_value(world: Any) -> None:
     _, upload = _stored(gateway, subject, mine)
     _, payload = gateway.sent[-1]
     assert set(payload) == {"category", "commitment", "ciphertext_hash", "jurisdiction",
-                            "holders"}
+                            "holders", "wrap_hashes"}
     assert payload["holders"] == [subject.me, "org:customs-joint"]
+    # the chain binds each holder's wrap: the vault stores no other
+    assert payload["wrap_hashes"] == {
+        party: hashlib.sha256(from_b64url(text)).hexdigest()
+        for party, text in upload["wraps"].items()}
+    assert set(payload["wrap_hashes"]) == set(payload["holders"])
     assert SECRET not in json.dumps(gateway.sent) + json.dumps(gateway.uploads)
     ciphertext = from_b64url(upload["ciphertext"])
     assert hashlib.sha256(ciphertext).hexdigest() == payload["ciphertext_hash"]
@@ -324,3 +330,139 @@ def test_grant_wraps_for_the_grantee_and_binds_the_wrap_hash(world: Any) -> None
     data_key = vault.unwrap(wrapped, carrier, record["commitment"])
     ciphertext = from_b64url(upload["ciphertext"])
     assert vault.open_sealed(ciphertext, data_key, record["commitment"]).value == SECRET
+
+
+# --- without a pinned genesis, nothing is wrapped and nothing is opened --------------------
+
+
+def test_an_unpinned_client_wraps_and_opens_nothing() -> None:
+    """Unpinned, a party's key is the gateway's word: a gateway answering its own key for
+    a holder or a grantee would unwrap the copy made for it. Every flow that wraps or
+    opens refuses before sending anything."""
+    gateway = FakeGateway(keys.generate(), pinned=False)
+    privacy = PrivacyClient(gateway)
+    mine, attacker = EncryptionKey.generate(), EncryptionKey.generate()
+    gateway.register(privacy.me, mine)
+    gateway.register("org:customs-joint", attacker)  # what a lying gateway would answer
+    record_id = "ab" * 32
+    flows: dict[str, Callable[[], Any]] = {
+        "put_record": lambda: privacy.put_record("address", SECRET, jurisdiction="DE",
+                                                 key=mine, holders=["org:customs-joint"]),
+        "grant": lambda: privacy.grant(record_id, "org:customs-joint", "delivery", 10**13,
+                                       key=mine, data_key=bytes(32)),
+        "read": lambda: privacy.read(record_id, purpose="delivery", basis="grant",
+                                     key=mine),
+        "export": lambda: privacy.export(mine),
+        "attest_match": lambda: privacy.attest_match(record_id, "cd" * 32,
+                                                     purpose="customs_clearance",
+                                                     key=mine),
+    }
+    for name, flow in flows.items():
+        with pytest.raises(PrivacyError) as refused:
+            flow()
+        assert refused.value.code == "genesis_required", name
+    assert gateway.sent == [] and gateway.uploads == []
+
+
+def test_the_cli_wraps_and_reads_only_against_a_pinned_genesis(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    signing, enc = tmp_path / "me.key", tmp_path / "me.enc"
+    keys.save(keys.generate(), signing)
+    EncryptionKey.generate().save(enc)
+    monkeypatch.chdir(tmp_path)  # no data/genesis.json here
+    monkeypatch.delenv("ECOSPHERE_DATA_DIR", raising=False)
+    me = ["--key-file", str(signing), "--enc-key", str(enc)]
+    commands = {
+        "put": ["put", *me, "--category", "address", "--value", SECRET,
+                "--jurisdiction", "DE", "--holder", "org:customs-joint"],
+        "grant": ["grant", "ab" * 32, *me, "--to", "org:x", "--purpose", "delivery",
+                  "--days", "7"],
+        "read": ["read", "ab" * 32, *me, "--purpose", "delivery", "--basis", "grant"],
+        "export": ["export", *me],
+    }
+    for name, command in commands.items():
+        code, _, error = cli(capsys, "--gateway", NOWHERE, "privacy", *command)
+        assert (code, error["error"]) == (2, "genesis_required"), name
+        assert SECRET not in json.dumps(error)
+    # the data directory's genesis pins them (here: $ECOSPHERE_DATA_DIR, then ./data)
+    testnet = make_testnet()
+    data = tmp_path / "net"
+    data.mkdir()
+    (data / "genesis.json").write_text(json.dumps(testnet.genesis.to_wire()))
+    monkeypatch.setenv("ECOSPHERE_DATA_DIR", str(data))
+    for name, command in commands.items():
+        code, _, error = cli(capsys, "--gateway", NOWHERE, "privacy", *command)
+        assert (code, error["error"]) == (1, "gateway_unreachable"), name
+    monkeypatch.delenv("ECOSPHERE_DATA_DIR")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "genesis.json").write_text("not a genesis")
+    code, _, error = cli(capsys, "--gateway", NOWHERE, "privacy", *commands["read"])
+    assert (code, error["error"]) == (2, "bad_genesis_file")
+    # erasing wraps nothing and opens nothing: no genesis needed
+    code, _, error = cli(capsys, "--gateway", NOWHERE, "privacy", "erase", "ab" * 32,
+                         "--key-file", str(signing))
+    assert (code, error["error"]) == (1, "gateway_unreachable")
+
+
+# --- the subject re-wraps only a data key that opens the record ----------------------------
+
+
+def test_grant_refuses_a_data_key_that_does_not_open_the_record(world: Any) -> None:
+    gateway, subject, mine, _ = world
+    record_id, upload = _stored(gateway, subject, mine)
+    record = gateway.chain[f"privacy/record/{record_id}"]
+    gateway.register("org:rail", EncryptionKey.generate())
+    # the gateway hands the subject a wrap of a key of its choosing (it knows the
+    # subject's public key): re-wrapped and bound on chain, it would be useless — or
+    # the gateway's own
+    bogus = vault.wrap(bytes(range(32)), mine.public_hex, record["commitment"])
+    gateway.envelope = {**_envelope(record_id, record, upload, subject.me),
+                        "wrapped_key": b64url(bogus)}
+    with pytest.raises(PrivacyError) as refused:
+        subject.grant(record_id, "org:rail", "delivery", 10**13, key=mine)
+    assert refused.value.code == "bad_ciphertext"
+    assert not [k for k, _ in gateway.sent if k == "privacy.grant"]
+    assert not [p for p, _ in gateway.uploads if "/wraps/" in p]
+
+
+# --- the export, page by page ----------------------------------------------------------------
+
+
+def test_export_follows_every_page_and_refuses_pages_that_do_not_move_on(
+        world: Any) -> None:
+    gateway, subject, mine, _ = world
+    values = {}
+    for n in range(3):
+        record_id, upload = _stored(gateway, subject, mine, f"value {n}")
+        values[record_id] = (f"value {n}", upload)
+    order = sorted(values)
+    pages: dict[str | None, dict[str, Any]] = {}
+    for n, record_id in enumerate(order):  # one record a page, in record id order
+        upload = values[record_id][1]
+        pages[order[n - 1] if n else None] = {
+            "subject": subject.key_id, "access_log": [], "grants": [], "erasures": [],
+            "access_log_truncated": False, "truncated": n < 2,
+            "records": [{**gateway.chain[f"privacy/record/{record_id}"],
+                         "ciphertext": upload["ciphertext"],
+                         "wrapped_key": upload["wraps"][subject.me]}],
+            "next_cursor": record_id if n < 2 else None}
+    asked: list[str | None] = []
+
+    def call(method: str, path: str, **kw: Any) -> Any:
+        if path == "/v1/privacy/me/export":
+            cursor = (kw.get("query") or {}).get("cursor")
+            asked.append(cursor)
+            return pages[cursor]
+        return FakeGateway.call(gateway, method, path, **kw)
+
+    gateway.call = call
+    exported = subject.export(mine)
+    assert asked == [None, *order[:2]]
+    assert [(r["record_id"], r["value"]) for r in exported["records"]] == [
+        (record_id, values[record_id][0]) for record_id in order]
+    assert exported["next_cursor"] is None and not exported["truncated"]
+    pages[order[0]]["next_cursor"] = order[0]  # a gateway sending the client round
+    with pytest.raises(PrivacyError) as looping:
+        subject.export(mine)
+    assert looping.value.code == "bad_envelope"

@@ -1,5 +1,6 @@
-"""The trace contract: certificates, EPCIS capture, anti-counterfeiting and penalties,
-each rule with its negative tests (a clear code, nothing recorded)."""
+"""The trace contract: certificates, EPCIS capture and anti-counterfeiting, each rule
+with its negative tests (a clear code, nothing recorded). Agreements and penalties moved
+to the trade domain (tests/trade/test_agreements.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from services.ledger.core.execution import BlockExecution
 from services.sdk import httpsig
-from services.trace import certificate_schema, documents, identifiers, wrapping
+from services.trace import certificate_schema, certificates, documents, identifiers, wrapping
 from services.trace.items import item_key
 from tests.ledger.core.conftest import event_types, rejected_codes
 from tests.trace.scenario import DAY_MS, GTIN, Scenario, build, gln, sgtin
@@ -194,81 +195,6 @@ def test_anonymous_scans_never_brand_a_genuine_item_a_clone(s: Scenario) -> None
                                                      "country": "DE"}) == "forbidden"
 
 
-# --- agreements and penalties ----------------------------------------------------------------
-
-
-def agree(s: Scenario, rules: list[dict[str, object]], **extra: object) -> None:
-    s.ok(s.maker.key, "trace.propose_agreement", {
-        "id": "cold-chain-1", "counterparty": "rail-carrier", "responsible": "rail-carrier",
-        "rules": rules, "deposit": {"amount": 50_000, "currency": "EUR"}, **extra})
-    assert s.code(s.maker.key, "trace.accept_agreement", {"id": "cold-chain-1"}) == \
-        "forbidden"
-    s.ok(s.carrier.key, "trace.accept_agreement", {"id": "cold-chain-1"})
-
-
-def test_temperature_breach_applies_a_penalty(s: Scenario) -> None:
-    commission(s, "7001")
-    agree(s, [{"type": "temperature_range", "min": "2", "max": "8", "uom": "CEL",
-               "penalty": {"amount": 20_000, "currency": "EUR"}}], epcs=[sgtin("7001")])
-    fine = s.capture(s.carrier, s.event(s.carrier, [sgtin("7001")], "shipping",
-                                        action="OBSERVE", temperatures=["4.5"]))
-    assert "trace.penalty.applied" not in event_types(fine)
-    hot = s.capture(s.carrier, s.event(s.carrier, [sgtin("7001")], "arriving",
-                                       action="OBSERVE", temperatures=["12.5"]))
-    penalty = next(e for e in hot.events if e.type == "trace.penalty.applied")
-    assert penalty.attributes["responsible"] == "rail-carrier"
-    assert penalty.attributes["amount"] == 20_000
-    agreement = s.chain.get("trace/agreement/cold-chain-1")
-    assert agreement["remaining"] == 30_000
-
-
-def test_missed_deadline_is_penalised_on_block_time(s: Scenario) -> None:
-    commission(s, "8001")
-    agree(s, [{"type": "deadline", "biz_step": "arriving", "within_ms": 3_600_000,
-               "penalty": {"amount": 60_000, "currency": "EUR"}}], epcs=[sgtin("8001")])
-    quiet = s.chain.block([], time=s.chain.time + 1_000)
-    assert "trace.penalty.applied" not in event_types(quiet)
-    late = s.chain.block([], time=s.chain.time + 2 * 3_600_000)
-    penalty = next(e for e in late.events if e.type == "trace.penalty.applied")
-    assert penalty.attributes["amount"] == 50_000  # capped by the deposit
-
-
-def test_deadline_met_is_not_penalised(s: Scenario) -> None:
-    commission(s, "8101")
-    agree(s, [{"type": "deadline", "biz_step": "arriving", "within_ms": 3_600_000,
-               "penalty": {"amount": 1_000, "currency": "EUR"}}], epcs=[sgtin("8101")])
-    s.capture(s.carrier, s.event(s.carrier, [sgtin("8101")], "arriving", action="OBSERVE"))
-    late = s.chain.block([], time=s.chain.time + 2 * 3_600_000)
-    assert "trace.penalty.applied" not in event_types(late)
-
-
-def test_required_certificate_at_shipping(s: Scenario) -> None:
-    commission(s, "9001")
-    agree(s, [{"type": "required_certificate", "cert_type": "ORGANIC",
-               "penalty": {"amount": 5_000, "currency": "EUR"}}], gtins=[GTIN])
-    shipped = s.capture(s.carrier, s.event(s.carrier, [sgtin("9001")], "shipping",
-                                           action="OBSERVE"))
-    assert "trace.penalty.applied" in event_types(shipped)
-
-
-def test_bad_rules_are_refused(s: Scenario) -> None:
-    bad_rules = [
-        {"type": "temperature_range", "min": "8", "max": "2",
-         "penalty": {"amount": 1, "currency": "EUR"}},
-        {"type": "deadline", "biz_step": "flying", "within_ms": 10,
-         "penalty": {"amount": 1, "currency": "EUR"}},
-        {"type": "teleport", "penalty": {"amount": 1, "currency": "EUR"}},
-        {"type": "deadline", "biz_step": "arriving", "within_ms": 10,
-         "penalty": {"amount": 1, "currency": "XXX"}},
-    ]
-    for number, rule in enumerate(bad_rules):
-        code = s.code(s.maker.key, "trace.propose_agreement", {
-            "id": f"bad-{number}", "counterparty": "rail-carrier",
-            "responsible": "rail-carrier", "rules": [rule], "epcs": [sgtin("1")],
-            "deposit": {"amount": 1, "currency": "EUR"}})
-        assert code in ("bad_rule", "bad_payload"), (rule, code)
-
-
 def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
     """The CloudEvents data partners receive is described exactly (AsyncAPI): every
     event the scenario makes the contract emit validates against its registered model."""
@@ -302,8 +228,6 @@ def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
     s.capture(s.maker, s.event(s.maker, [sgtin("9903")], "commissioning"),
               {**s.event(s.maker, [sgtin("9904")], "commissioning"), "bizStep": "nope"},
               error_behaviour="proceed")
-    agree(s, [{"type": "temperature_range", "min": "2", "max": "8",
-               "penalty": {"amount": 100, "currency": "EUR"}}], epcs=[sgtin("9901")])
     s.capture(s.carrier, s.event(s.carrier, [sgtin("9901")], "shipping", action="OBSERVE",
                                  temperatures=["30"]))
     tag = s.tag("9902")
@@ -323,32 +247,17 @@ def test_every_trace_event_matches_its_partner_schema(s: Scenario) -> None:
 # --- hostile inputs (found in review: each once stopped every replica or misjudged) -----
 
 
-def test_rules_with_non_finite_bounds_are_refused_not_crashing(s: Scenario) -> None:
-    for number, (low, high) in enumerate((("NaN", "8"), ("2", "sNaN"), ("-Infinity", "8"),
-                                          ("1e5", "8"), ("8", ""))):
-        code = s.code(s.maker.key, "trace.propose_agreement", {
-            "id": f"nan-{number}", "counterparty": "rail-carrier",
-            "responsible": "rail-carrier", "epcs": [sgtin("1")],
-            "rules": [{"type": "temperature_range", "min": low, "max": high,
-                       "penalty": {"amount": 1, "currency": "EUR"}}],
-            "deposit": {"amount": 1, "currency": "EUR"}})
-        assert code == "bad_rule", (low, high, code)
-
-
 def test_any_contract_exception_rejects_the_transaction_instead_of_stopping(
         s: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     from decimal import InvalidOperation
 
-    from services.trace import agreements
-
-    def broken(*_: object) -> None:
+    def broken(*_: object) -> bool:
         raise InvalidOperation("a contract bug")
 
-    monkeypatch.setattr(agreements, "check_rule", broken)
-    assert s.code(s.maker.key, "trace.propose_agreement", {
-        "id": "bug", "counterparty": "rail-carrier", "responsible": "rail-carrier",
-        "epcs": [sgtin("1")], "rules": [{"type": "deadline"}],
-        "deposit": {"amount": 1, "currency": "EUR"}}) == "contract_error"
+    monkeypatch.setattr(identifiers, "is_valid_gln", broken)
+    assert s.code(s.retailer.key, "trace.register_location", {
+        "gln": gln("4098765", "00003"), "name": "third shop", "country": "DE"}
+    ) == "contract_error"
 
 
 def test_a_deeply_nested_relayed_capture_is_refused(s: Scenario) -> None:
@@ -363,52 +272,6 @@ def test_a_deeply_nested_relayed_capture_is_refused(s: Scenario) -> None:
     refused = [e for e in outcome.events if e.type == "trace.capture.rejected"]
     assert refused and refused[0].attributes["code"] == "bad_payload"
     assert refused[0].attributes["reason"] == "the capture is malformed"  # a fixed text
-
-
-def _reading(s: Scenario, serial: str, value: str, unit: str | None) -> BlockExecution:
-    event = s.event(s.carrier, [sgtin(serial)], "shipping", action="OBSERVE",
-                    temperatures=[value])
-    report = event["sensorElementList"][0]["sensorReport"][0]
-    if unit is None:
-        del report["uom"]
-    else:
-        report["uom"] = unit
-    return s.capture(s.carrier, event)
-
-
-def _cold_chain(s: Scenario, serial: str) -> None:
-    commission(s, serial)
-    agree(s, [{"type": "temperature_range", "min": "2", "max": "8", "uom": "CEL",
-               "penalty": {"amount": 1_000, "currency": "EUR"}}], epcs=[sgtin(serial)])
-
-
-@pytest.mark.parametrize(("uom", "ok", "hot"), [("FAH", "46.4", "46.41"),
-                                                ("KEL", "281.15", "281.16"),
-                                                ("CEL", "8", "8.01")])
-def test_temperature_rules_compare_readings_across_units(s: Scenario, uom: str, ok: str,
-                                                         hot: str) -> None:
-    """A 2–8 °C rule judges Fahrenheit and kelvin readings exactly (8 °C = 46.4 °F =
-    281.15 K)."""
-    _cold_chain(s, "7101")
-    assert "trace.penalty.applied" not in event_types(_reading(s, "7101", ok, uom))
-    assert "trace.penalty.applied" in event_types(_reading(s, "7101", hot, uom))
-
-
-def test_a_temperature_without_a_unit_cannot_show_compliance(s: Scenario) -> None:
-    _cold_chain(s, "7102")
-    assert "trace.penalty.applied" in event_types(_reading(s, "7102", "5", None))
-
-
-def test_fahrenheit_rules_use_the_fahrenheit_code(s: Scenario) -> None:
-    def propose(number: int, uom: str) -> BlockExecution:
-        return s.run(s.maker.key, "trace.propose_agreement", {
-            "id": f"f-{number}", "counterparty": "rail-carrier", "responsible": "rail-carrier",
-            "epcs": [sgtin("1")], "deposit": {"amount": 1, "currency": "EUR"},
-            "rules": [{"type": "temperature_range", "min": "35", "max": "46", "uom": uom,
-                       "penalty": {"amount": 1, "currency": "EUR"}}]})
-
-    assert not propose(1, "FAH").rejected
-    assert rejected_codes(propose(2, "FAR")) == ["bad_rule"]  # FAR is the farad
 
 
 def test_the_capture_mode_of_a_relayed_request_is_the_signed_one(s: Scenario) -> None:
@@ -457,23 +320,6 @@ def test_the_capture_mode_of_a_relayed_request_is_the_signed_one(s: Scenario) ->
 # --- business rules found in review ----------------------------------------------------------
 
 
-def test_penalties_must_be_in_the_deposits_currency(s: Scenario) -> None:
-    assert s.code(s.maker.key, "trace.propose_agreement", {
-        "id": "fx", "counterparty": "rail-carrier", "responsible": "rail-carrier",
-        "epcs": [sgtin("1")], "deposit": {"amount": 50_000, "currency": "EUR"},
-        "rules": [{"type": "deadline", "biz_step": "arriving", "within_ms": 1_000,
-                   "penalty": {"amount": 20_000, "currency": "CNY"}}]}) == "bad_rule"
-
-
-def test_a_mistyped_biz_step_in_a_certificate_rule_is_refused(s: Scenario) -> None:
-    assert s.code(s.maker.key, "trace.propose_agreement", {
-        "id": "typo", "counterparty": "rail-carrier", "responsible": "rail-carrier",
-        "epcs": [sgtin("1")], "deposit": {"amount": 1, "currency": "EUR"},
-        "rules": [{"type": "required_certificate", "cert_type": "ORGANIC",
-                   "at_biz_step": "shiping",
-                   "penalty": {"amount": 1, "currency": "EUR"}}]}) == "bad_rule"
-
-
 def test_a_certificate_may_not_outlast_its_accreditation(s: Scenario) -> None:
     now = s.chain.next_time
     assert s.code(s.certifier.key, "trace.anchor_certificate", {
@@ -484,14 +330,11 @@ def test_a_certificate_may_not_outlast_its_accreditation(s: Scenario) -> None:
 
 def test_revoking_one_certificate_of_a_batch_stops_it_vouching(s: Scenario) -> None:
     wrapped, _ = s.certify()
-    commission(s, "9201")
-    agree(s, [{"type": "required_certificate", "cert_type": "ORGANIC",
-               "penalty": {"amount": 5_000, "currency": "EUR"}}], gtins=[GTIN])
+    vouching = certificates.certificate_root(s.chain.get, GTIN, "ORGANIC", s.chain.time)
+    assert vouching == wrapped[0].merkle_root
     s.ok(s.certifier.key, "trace.revoke_certificate",
          {"merkle_root": wrapped[0].merkle_root, "target_hash": wrapped[0].target_hash})
-    shipped = s.capture(s.carrier, s.event(s.carrier, [sgtin("9201")], "shipping",
-                                           action="OBSERVE"))
-    assert "trace.penalty.applied" in event_types(shipped)
+    assert certificates.certificate_root(s.chain.get, GTIN, "ORGANIC", s.chain.time) is None
 
 
 def test_a_late_earlier_event_does_not_rewind_the_item(s: Scenario) -> None:
@@ -505,18 +348,6 @@ def test_a_late_earlier_event_does_not_rewind_the_item(s: Scenario) -> None:
                                         at=sold_at - 60_000))
     assert "trace.event.captured" in event_types(late)  # recorded as history
     assert item(s, "9301")["state"] == state  # still sold
-
-
-def test_the_beneficiary_cannot_cause_a_penalty_with_its_own_readings(s: Scenario) -> None:
-    commission(s, "9401")
-    agree(s, [{"type": "temperature_range", "min": "2", "max": "8", "uom": "CEL",
-               "penalty": {"amount": 1_000, "currency": "EUR"}}], epcs=[sgtin("9401")])
-    own = s.capture(s.maker, s.event(s.maker, [sgtin("9401")], "inspecting",
-                                     action="OBSERVE", temperatures=["30"]))
-    assert "trace.penalty.applied" not in event_types(own)
-    carried = s.capture(s.carrier, s.event(s.carrier, [sgtin("9401")], "shipping",
-                                           action="OBSERVE", temperatures=["30"]))
-    assert "trace.penalty.applied" in event_types(carried)
 
 
 def test_a_buyer_travelling_with_the_product_is_no_clone(s: Scenario) -> None:

@@ -19,6 +19,14 @@ Orders:
 
 Only blocks up to the projector's checkpoint are listed: a block is listed
 once all its views are written.
+
+**Filtered lists.** Transactions and events may be listed through a ``visible``
+predicate (the domains' read policies, ``services.gateway.read_policy``): a page then
+holds the documents it keeps, looking at no more than ``scan_max`` of them (and the
+rest of the last height it reached); its cursor is the last document shown, or — when
+it stopped before filling the page — a bound between two heights, never the position
+of a document it hid. A page may then be shorter than ``limit``, even empty, with a
+``next_cursor``: follow it; pages never overlap, and never end before the list does.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ from services.ledger.core.encoding import INT_MAX, encode_unchecked
 
 LIMIT_MAX = 200
 LIMIT_DEFAULT = 50
+#: documents a filtered page looks at, at most (beyond, the rest of that height), and
+#: reads at once
+SCAN_MAX = 5_000
+_SCAN_BATCH_MAX = 1_000
 CURSOR_CHARS_MAX = 256
 WINDOW_BLOCKS_FIRST = 32
 WINDOW_GROWTH = 4
@@ -47,6 +59,8 @@ WINDOW_GROWTH_MAX = 64
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 
 Document = dict[str, Any]
+#: which documents (as a list returns them) the caller may see
+Visible = Callable[[Document], bool]
 
 
 class Page(TypedDict):
@@ -135,8 +149,10 @@ async def list_blocks(db: AsyncDatabase[Document], *, cursor: str | None = None,
 async def list_transactions(db: AsyncDatabase[Document], *, sender: str | None = None,
                             kind: str | None = None, contract: str | None = None,
                             height: int | None = None, cursor: str | None = None,
-                            limit: int = LIMIT_DEFAULT) -> Page:
-    """Transactions, newest first (height, then index in the block, descending)."""
+                            limit: int = LIMIT_DEFAULT, visible: Visible | None = None,
+                            scan_max: int = SCAN_MAX) -> Page:
+    """Transactions, newest first (height, then index in the block, descending); only
+    those ``visible`` keeps, when given (see the module's docstring)."""
     limit = clamp_limit(limit)
     query: Document = {}
     for name, value in (("sender", sender), ("kind", kind), ("contract", contract)):
@@ -148,6 +164,10 @@ async def list_transactions(db: AsyncDatabase[Document], *, sender: str | None =
     if cursor is not None:
         last_height, last_index = decode_cursor(cursor, TRANSACTIONS, 2)
         high = min(high, pos_of(last_height, last_index))
+    if visible is not None:
+        return await _visible_page(db[TRANSACTIONS], query, low, high, limit,
+                                   descending=True, kind=TRANSACTIONS, out=transaction_out,
+                                   visible=visible, scan_max=scan_max)
     docs = await _windowed(db[TRANSACTIONS], query, low, high, limit + 1, descending=True)
     return _page(docs, limit, TRANSACTIONS, transaction_out)
 
@@ -164,8 +184,10 @@ async def get_transaction(db: AsyncDatabase[Document], tx_hash_hex: str) -> Docu
 async def list_events(db: AsyncDatabase[Document], *, type: str | None = None,
                       domain: str | None = None, tx_hash: str | None = None,
                       from_height: int | None = None, cursor: str | None = None,
-                      limit: int = LIMIT_DEFAULT) -> Page:
-    """Events in chain order (height, then position in the block), oldest first."""
+                      limit: int = LIMIT_DEFAULT, visible: Visible | None = None,
+                      scan_max: int = SCAN_MAX) -> Page:
+    """Events in chain order (height, then position in the block), oldest first; only
+    those ``visible`` keeps, when given (see the module's docstring)."""
     limit = clamp_limit(limit)
     query: Document = {}
     for name, value in (("type", type), ("domain", domain),
@@ -178,6 +200,10 @@ async def list_events(db: AsyncDatabase[Document], *, type: str | None = None,
     if cursor is not None:
         last_height, last_index = decode_cursor(cursor, EVENTS, 2)
         low = max(low, pos_of(last_height, last_index) + 1)
+    if visible is not None:
+        return await _visible_page(db[EVENTS], query, low, high, limit, descending=False,
+                                   kind=EVENTS, out=event_out, visible=visible,
+                                   scan_max=scan_max)
     docs = await _windowed(db[EVENTS], query, low, high, limit + 1, descending=False)
     return _page(docs, limit, EVENTS, event_out)
 
@@ -225,3 +251,64 @@ def _page(docs: list[Document], limit: int, kind: str,
         last = docs[-1]
         next_cursor = encode_cursor(kind, last["height"], last["index"])
     return Page(items=[out(d) for d in docs], next_cursor=next_cursor)
+
+
+async def _visible_page(coll: AsyncCollection[Document], query: Document, low: int,
+                        high: int, limit: int, *, descending: bool, kind: str,
+                        out: Callable[[Document], Document], visible: Visible,
+                        scan_max: int) -> Page:
+    """One page of the documents of ``low <= pos < high`` that ``visible`` keeps, in the
+    list's order, looking at about ``scan_max`` documents at most: past them it reads to
+    the end of the height it reached and stops there, the cursor a bound between heights
+    (``(h, 0)`` going down: below height ``h``; ``(h, POS_STRIDE - 1)`` going up: above
+    it), so that no cursor ever names a hidden document's position."""
+    shown: list[Document] = []
+    scanned = 0
+
+    def take(docs: list[Document]) -> bool:
+        """Keep what is visible; True once the page is full (and one more is known)."""
+        for doc in docs:
+            item = out(doc)
+            if visible(item):
+                shown.append(item)
+                if len(shown) > limit:
+                    return True
+        return False
+
+    def full() -> Page:
+        last = shown[limit - 1]
+        return Page(items=shown[:limit],
+                    next_cursor=encode_cursor(kind, last["height"], last["index"]))
+
+    want = limit + 1
+    while low < high:
+        docs = await _windowed(coll, query, low, high, want, descending=descending)
+        if not docs:
+            break
+        last_pos = int(docs[-1]["pos"])
+        if take(docs):
+            return full()
+        if len(docs) < want:
+            break  # the range holds no more
+        want = min(2 * want, _SCAN_BATCH_MAX)  # mostly hidden so far: read more at once
+        if descending:
+            high = last_pos
+        else:
+            low = last_pos + 1
+        scanned += len(docs)
+        if scanned < scan_max:
+            continue
+        height = last_pos // POS_STRIDE  # finish it: the cursor is then a height bound
+        if descending:
+            rest_low, rest_high, bound = max(low, height * POS_STRIDE), high, (height, 0)
+        else:
+            rest_low, rest_high = low, min(high, (height + 1) * POS_STRIDE)
+            bound = (height, POS_STRIDE - 1)
+        if take(await _windowed(coll, query, rest_low, rest_high, 1 << 31,
+                                descending=descending)):
+            return full()
+        last_height = rest_low <= low if descending else rest_high >= high
+        if last_height:
+            break  # that height was the last of the range
+        return Page(items=shown, next_cursor=encode_cursor(kind, *bound))
+    return Page(items=shown, next_cursor=None)

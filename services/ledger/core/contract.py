@@ -59,7 +59,7 @@ class _Scope:
     """State access scoped to one contract's namespace for writes."""
 
     def __init__(self, view: StateView, namespace: str, events: list[Event],
-                 tx_index: int | None, height: int, time: int) -> None:
+                 tx_index: int | None, height: int, time: int, *, seed: bytes = b"") -> None:
         self._view = view
         self._prefix = namespace + "/"
         self._namespace = namespace
@@ -67,6 +67,16 @@ class _Scope:
         self._tx_index = tx_index
         self.height = height
         self.time = time
+        #: the state root before this block: the same in every replica, unknown until
+        #: the previous block committed. A deterministic draw (a dispute panel) may use
+        #: it; a proposer can bias it by choosing transactions, so never for money.
+        self.seed = seed
+
+    @property
+    def events_so_far(self) -> tuple[Event, ...]:
+        """The block's events until now, every contract's (a later contract's block hook
+        reacts to an earlier one's events: trade to trace's captures)."""
+        return tuple(self._events)
 
     @property
     def namespace(self) -> str:
@@ -119,8 +129,8 @@ class TxContext(_Scope):
     def __init__(self, view: StateView, namespace: str, events: list[Event],
                  tx_index: int, height: int, time: int, tx: Transaction,
                  sender_org: str, sender_roles: frozenset[str],
-                 org_roles: frozenset[str]) -> None:
-        super().__init__(view, namespace, events, tx_index, height, time)
+                 org_roles: frozenset[str], *, seed: bytes = b"") -> None:
+        super().__init__(view, namespace, events, tx_index, height, time, seed=seed)
         self.tx = tx
         self.sender = tx.sender
         self.sender_org = sender_org

@@ -216,7 +216,8 @@ class Application:
 
     def _apply_tx(self, view: StateView, events: list[Event], index: int, height: int,
                   time: int, params: ChainParams, tx: Transaction,
-                  senders: dict[str, _SenderInfo], composition: _Composition) -> None:
+                  senders: dict[str, _SenderInfo], composition: _Composition,
+                  seed: bytes) -> None:
         org, permissions, roles = self._sender(view, tx, senders)
         expected = self.next_nonce(view, tx.sender)
         if tx.nonce != expected:
@@ -232,7 +233,7 @@ class Application:
             raise TransactionFailed(f"no contract owns {tx.kind!r}", code="unknown_kind")
         view.put(f"{NONCE_NS}/{tx.sender}", expected + 1)
         contract.apply(TxContext(view, contract.name, events, index, height, time, tx,
-                                 org, permissions, roles))
+                                 org, permissions, roles, seed=seed))
 
     def dry_run(self, state: StateTree, tx: Transaction, *, height: int, time: int,
                 assume_next_nonce: bool = False) -> Rejection | None:
@@ -253,6 +254,7 @@ class Application:
                 txs: Iterable[Transaction], skip_failed: bool,
                 txs_max: int | None = None, bytes_max: int | None = None) -> BlockExecution:
         view = StateView(state)
+        seed = state.root
         composition = self.composition(view, height)
         params = consortium.chain_params(view)
         txs_max = params.block_txs_max if txs_max is None else txs_max
@@ -260,7 +262,7 @@ class Application:
         events: list[Event] = []
         senders: dict[str, _SenderInfo] = {}
         for c in composition.contracts:
-            c.begin_block(BlockContext(view, c.name, events, None, height, time))
+            c.begin_block(BlockContext(view, c.name, events, None, height, time, seed=seed))
         included: list[Transaction] = []
         rejected: list[Rejection] = []
         size = 0
@@ -272,7 +274,7 @@ class Application:
             checkpoint, n_events = view.checkpoint(), len(events)
             try:
                 self._apply_tx(view, events, len(included), height, time, params, tx,
-                               senders, composition)
+                               senders, composition, seed)
             except InvariantViolation:
                 raise
             except (TransactionFailed, *_CONTRACT_BUGS) as raised:
@@ -290,7 +292,7 @@ class Application:
             included.append(tx)
             size += len(tx.wire_bytes)
         for c in composition.contracts:
-            c.end_block(BlockContext(view, c.name, events, None, height, time))
+            c.end_block(BlockContext(view, c.name, events, None, height, time, seed=seed))
         return BlockExecution(
             state=view.fold(),
             events=tuple(events),

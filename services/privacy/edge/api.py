@@ -14,17 +14,26 @@ Every route but the first is signed (RFC 9421). The gateway never sees plaintext
 client seals a record's value and wraps its data key per party before sending; the
 vault (:mod:`.vault`) keeps the bytes, and releases a party's wrap only against that
 party's own committed, granted ``privacy.access`` of the last ``access_valid_ms`` of
-block time. Decisions are read from the chain's committed state (the contract's own
-rules: ``services.privacy``); the access log from the views. Errors are problem+json
-with stable codes; MongoDB away is a 503 ``vault_unavailable`` with Retry-After.
+block time *that the contract's rule* (:func:`services.privacy.grants.judge_access`)
+*still grants at the tip*: a grant revoked or expired since, a key or organisation no
+longer active, a party without an active encryption key close the vault at once.
+Decisions are read from the chain's committed state (the contract's own rules:
+``services.privacy``); the access log from the views. A write that raced an erasure
+is undone: after storing, the record's status is read again and, if it is no longer
+active, the document is shredded (the custodian's tombstone refuses the write when the
+erasure got there first). Answers holding ciphertexts or wraps are ``Cache-Control:
+no-store``. Errors are problem+json with stable codes; MongoDB away is a 503
+``vault_unavailable`` with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -46,6 +55,7 @@ from services.privacy.edge.models import (
     Envelope,
     EnvelopeQuery,
     Export,
+    ExportQuery,
     RecordList,
     RecordMetadata,
     WrapBody,
@@ -53,33 +63,62 @@ from services.privacy.edge.models import (
     b64url,
     from_b64url,
 )
-from services.privacy.edge.vault import Vault, VaultEntry, VaultUnavailable
-from services.privacy.grants import grant_of
+from services.privacy.edge.vault import Tombstone, Vault, VaultEntry, VaultUnavailable
+from services.privacy.grants import grant_of, judge_access
 from services.privacy.keys import encryption_key
 from services.privacy.records import record_of
-from services.privacy.vocabulary import HEX64_RE, org_party, parse_party, self_party
+from services.privacy.vocabulary import HEX64_RE, VAULT, org_party, parse_party, self_party
 
 __all__ = ["PrivacyApi", "PrivacyLimits"]
 
 JSON = "application/json"
 RETRY_AFTER_S = 5
+#: the largest sealed value the SDK makes (services.sdk.vault.CIPHERTEXT_BYTES_MAX):
+#: nonce 12 + plaintext + tag 16, the plaintext canonical JSON of a value of at most
+#: 4,096 characters and a category of at most 64, at most 6 bytes each (a \u00xx escape;
+#: UTF-8 takes 4), plus 256 for the fixed fields (106 used) = 12 + 25,216 + 16
+CIPHERTEXT_BYTES_MAX: Final = 25_244
+#: a body this large is serialised on a worker thread, not on the event loop
+INLINE_JSON_BYTES_MAX: Final = 256 * 1024
+NO_STORE: Final = {"Cache-Control": "no-store"}
 _RECORD = {"record_id": {"type": "string", "pattern": HEX32}}
 _PARTY = {"party": {"type": "string", "pattern": PARTY}}
 
 
 @dataclass
 class PrivacyLimits:
-    ciphertext_bytes_max: int = 65_536
+    ciphertext_bytes_max: int = CIPHERTEXT_BYTES_MAX
     wrap_bytes_max: int = 256
     access_valid_ms: int = 600_000
     access_lookup_blocks_max: int = 64
-    export_records_max: int = 1_000
+    export_records_max: int = 1_000  # records in one page of the export
     export_access_log_max: int = 10_000
+    #: one page of the export: records' ciphertexts and wraps (base64url) and metadata
+    export_bytes_max: int = 4 * 1024 * 1024
 
 
 def vault_unavailable(detail: str) -> Problem:
     return Problem(503, "vault_unavailable", f"the vault is not available now: {detail}",
                    retry_after_s=RETRY_AFTER_S)
+
+
+def record_erased(record_id: str) -> Problem:
+    return Problem(409, "record_erased", f"record {record_id} was erased: the vault never "
+                   "stores it again")
+
+
+async def private_json(payload: Any, *, large: bool = False) -> web.Response:
+    """A 200 answer holding ciphertexts or wraps: never cached. ``large``: serialised on a
+    worker thread (a multi-megabyte ``json.dumps`` would stall every other request)."""
+    if large:
+        body = await asyncio.to_thread(_dumps, payload)
+    else:
+        body = _dumps(payload)
+    return web.Response(body=body, content_type=JSON, headers=NO_STORE)
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 class PrivacyApi:
@@ -104,7 +143,11 @@ class PrivacyApi:
               description="201: stored now; 200: these bytes were stored already (wraps "
                           "given are added or replaced). The SHA-256 of the ciphertext "
                           "must be the record's ciphertext_hash on chain; each wrap's "
-                          "party one of its holders."),
+                          "party one of its holders, and its SHA-256 the one the record "
+                          "binds for it (wrap_hashes; 422 wrap_mismatch). 409 "
+                          "record_not_active / "
+                          "record_erased: the record is (or was meanwhile) being erased: "
+                          "nothing is kept."),
             E("PUT", "/v1/privacy/records/{record_id}/wraps/{party}", self.put_wrap,
               "Store the data key wrapped for a grantee (the subject)", tag,
               {200: WrapStored, 201: WrapStored}, body=WrapBody, signed=True,
@@ -119,11 +162,16 @@ class PrivacyApi:
               description="access: the hash of your committed privacy.access "
                           "transaction for this record; it must have been granted to "
                           "the key signing this request, within access_valid_ms of "
-                          "block time."),
+                          "block time, and be granted still at the tip (403 "
+                          "access_no_longer_granted with the contract's reason: a "
+                          "grant revoked or expired since; 403 no_encryption_key: "
+                          "your party's key was revoked)."),
             E("GET", "/v1/privacy/records/{record_id}", self.get_record,
               "A record's metadata (its subject, holders and active grantees)", tag,
               {200: RecordMetadata}, signed=True, path_params=_RECORD,
-              errors=signed_errors),
+              errors=signed_errors,
+              description="The subject sees every holder and grantee; another party "
+                          "only its own entries."),
             E("GET", "/v1/privacy/me/records", self.my_records,
               "Your records' metadata", tag, {200: RecordList}, signed=True,
               errors=(400, 401, 429)),
@@ -133,7 +181,11 @@ class PrivacyApi:
               errors=(400, 401, 429, 503)),
             E("GET", "/v1/privacy/me/export", self.my_export,
               "Everything the platform holds about you (decrypt locally)", tag,
-              {200: Export}, signed=True, errors=(400, 401, 429, 503)),
+              {200: Export}, query=ExportQuery, signed=True, errors=(400, 401, 429, 503),
+              description="Paged by records (at most export_records_max and about "
+                          "export_bytes_max a page, in record id order): follow "
+                          "next_cursor. The access log and your key come with the first "
+                          "page."),
         ]
 
     # --- helpers ------------------------------------------------------------------------
@@ -212,30 +264,60 @@ class PrivacyApi:
         if hashlib.sha256(ciphertext).hexdigest() != record["ciphertext_hash"]:
             raise Problem(422, "ciphertext_mismatch", "the SHA-256 of the ciphertext is "
                           "not the record's ciphertext_hash on the chain")
-        wraps: dict[str, bytes] = {}
-        for party, text in body.wraps.items():
-            if party not in record["holders"]:
-                raise Problem(422, "not_a_holder", f"{party[:80]!r} is not a holder of the "
-                              "record (grantees' wraps go to .../wraps/{party})")
-            wraps[party] = self._bytes(text, f"the wrap for {party}", limits.wrap_bytes_max,
-                                       "wrap_too_large")
+        wraps = self._holders_wraps(record, body.wraps)
         self._db()
         try:
             created = await self.vault.insert(VaultEntry(
                 record["record_id"], subject, ciphertext, wraps, self.vault.now_ms()))
             stored = wraps if created else await self._merge(record["record_id"],
                                                              ciphertext, wraps)
+            await self._still_active(record["record_id"])
         except VaultUnavailable as exc:
             raise vault_unavailable(str(exc)) from exc
         return json_response({"record_id": record["record_id"], "stored": True,
                               "wraps": sorted(stored)}, 201 if created else 200)
+
+    def _holders_wraps(self, record: Mapping[str, Any],
+                       texts: Mapping[str, str]) -> dict[str, bytes]:
+        """The holders' wraps of an upload, each the one whose SHA-256 the record binds
+        on chain for its holder (``wrap_hashes``; a record made before the chain bound
+        them has none to check)."""
+        bound = record.get("wrap_hashes")
+        wraps: dict[str, bytes] = {}
+        for party, text in texts.items():
+            if party not in record["holders"]:
+                raise Problem(422, "not_a_holder", f"{party[:80]!r} is not a holder of the "
+                              "record (grantees' wraps go to .../wraps/{party})")
+            wrapped = self._bytes(text, f"the wrap for {party}", self.limits.wrap_bytes_max,
+                                  "wrap_too_large")
+            if isinstance(bound, dict) and bound.get(party) != \
+                    hashlib.sha256(wrapped).hexdigest():
+                raise Problem(422, "wrap_mismatch", f"the wrap for {party} is not the one "
+                              "the record binds on chain (its wrap_hashes entry is another "
+                              "SHA-256)")
+            wraps[party] = wrapped
+        return wraps
+
+    async def _still_active(self, record_id: str) -> None:
+        """After a write: undo it if the record stopped being active meanwhile (the
+        erasure committed between the status check and the write, and the custodian
+        may already have shredded and acknowledged: nobody would delete these bytes)."""
+        record = record_of(self._view().get, record_id)
+        if record is not None and record["status"] == "active":
+            return
+        await self.vault.shred(record_id)
+        status = "gone" if record is None else record["status"]
+        raise Problem(409, "record_not_active", f"record {record_id} became {status} while "
+                      "it was stored: the vault kept nothing")
 
     async def _merge(self, record_id: str, ciphertext: bytes | None,
                      wraps: Mapping[str, bytes]) -> Mapping[str, bytes]:
         """Add (or replace) ``wraps`` in a stored record's document; the wraps it holds
         after. ``ciphertext``: what the stored one must be (None: any)."""
         for _ in range(8):  # compare-and-set: retried while other writers race us
-            entry = await self.vault.get(record_id)
+            entry = await self.vault.lookup(record_id)
+            if isinstance(entry, Tombstone):
+                raise record_erased(record_id)
             if entry is None:
                 raise Problem(404, "ciphertext_not_found", f"the vault holds no ciphertext "
                               f"of {record_id}: upload it first")
@@ -277,6 +359,7 @@ class PrivacyApi:
         try:
             before = await self.vault.get(record["record_id"])
             await self._merge(record["record_id"], None, {party: wrapped})
+            await self._still_active(record["record_id"])
         except VaultUnavailable as exc:
             raise vault_unavailable(str(exc)) from exc
         same = before is not None and before.wraps.get(party) == wrapped
@@ -286,7 +369,7 @@ class PrivacyApi:
     # --- the vault: reads -----------------------------------------------------------------
 
     async def get_envelope(self, request: web.Request) -> web.Response:
-        from services.gateway.api import json_response, parse_query
+        from services.gateway.api import parse_query
 
         principal = principal_of(request)
         record_id = request.match_info["record_id"]
@@ -309,28 +392,71 @@ class PrivacyApi:
         if attributes["by"] != principal:
             raise Problem(403, "access_not_granted", "that access was granted to another "
                           "key: ask with your own")
-        record = self._record(self._view(), record_id)
+        view = self._view()
+        record = self._record(view, record_id)
         if record["status"] != "active":
             raise Problem(410, "record_erased", f"record {record_id} is {record['status']}: "
                           "it can no longer be read")
-        age = self.gateway.chain.tip.time - access.time
+        now = self.gateway.chain.tip.time
+        age = now - access.time
         if age > self.limits.access_valid_ms:
             raise Problem(403, "access_expired", f"that access was granted {age} ms ago "
                           f"(block time); it opens the vault for "
                           f"{self.limits.access_valid_ms} ms: ask again")
         party = str(attributes["party"])
+        self._granted_still(view, record, attributes, principal, now)
         try:
-            entry = await self.vault.get(record_id)
+            entry = await self.vault.lookup(record_id)
         except VaultUnavailable as exc:
             raise vault_unavailable(str(exc)) from exc
+        if isinstance(entry, Tombstone):  # a gateway ahead of this one saw the erasure
+            raise Problem(410, "record_erased", f"record {record_id} was erased: it can no "
+                          "longer be read")
         wrapped = None if entry is None else entry.wraps.get(party)
         if entry is None or wrapped is None:
             raise Problem(404, "no_wrap_for_party", f"the vault holds no wrapped key of "
                           f"record {record_id} for {party}")
-        return json_response({"record_id": record_id, "category": record["category"],
-                              "commitment": record["commitment"],
-                              "ciphertext": b64url(entry.ciphertext),
-                              "wrapped_key": b64url(wrapped), "party": party})
+        return await private_json({"record_id": record_id, "category": record["category"],
+                                   "commitment": record["commitment"],
+                                   "ciphertext": b64url(entry.ciphertext),
+                                   "wrapped_key": b64url(wrapped), "party": party})
+
+    def _granted_still(self, view: StateView, record: dict[str, Any],
+                       attributes: Mapping[str, Any], principal: str, now: int) -> None:
+        """The access judged again at the tip (block time ``now``) by the contract's own
+        rule, with its purpose and basis: what was granted when it committed may have
+        been revoked, may have expired, or the asking key or its organisation may no
+        longer be active since; and the party must still hold an active encryption key."""
+        party, purpose = str(attributes["party"]), str(attributes["purpose"])
+        roles, inactive = self._sender_roles(view, principal, party)
+        if inactive is not None:
+            raise Problem(403, "access_no_longer_granted", f"that access no longer opens "
+                          f"the vault: {inactive}", reason=inactive)
+        judgement = judge_access(view.get, record, party, purpose, str(attributes["basis"]),
+                                 roles, now)
+        if not judgement.granted:
+            raise Problem(403, "access_no_longer_granted", f"the chain would refuse that "
+                          f"access now ({judgement.reason}): it no longer opens the vault",
+                          reason=judgement.reason)
+        if encryption_key(view.get, party) is None:
+            raise Problem(403, "no_encryption_key", f"{party} has no active encryption key "
+                          "any more: its wrap is not handed out")
+
+    @staticmethod
+    def _sender_roles(view: StateView, principal: str,
+                      party: str) -> tuple[frozenset[str], str | None]:
+        """The roles the contract would judge ``principal``'s access for ``party`` with
+        now (its organisation's for an ``org:`` party, none for the key itself), or why
+        the key could send no access now (as the ledger's sender checks say)."""
+        key = consortium.key_record(view, principal)
+        if key is None or key.get("status") != "active":
+            return frozenset(), "key_inactive"
+        org = consortium.org_record(view, key["org"])
+        if org is None or org.get("status") != "active":
+            return frozenset(), "org_suspended"
+        if party == org_party(key["org"]):
+            return frozenset(org["roles"]), None
+        return frozenset(), None
 
     async def get_record(self, request: web.Request) -> web.Response:
         from services.gateway.api import json_response
@@ -341,14 +467,34 @@ class PrivacyApi:
         if not self._entitled(view, record, principal):
             raise Problem(403, "not_entitled", "only the record's subject, its holders and "
                           "its active grantees read its metadata")
-        return json_response(record)
+        if record["subject"] == principal:
+            return json_response(record)
+        return json_response(self._own_entries(record, self._parties(view, principal)))
+
+    @staticmethod
+    def _parties(view: StateView, principal: str) -> set[str]:
+        """The parties a key acts as: itself, and its organisation."""
+        key = consortium.key_record(view, principal)
+        return {self_party(principal)} | ({org_party(key["org"])} if key is not None else set())
+
+    @staticmethod
+    def _own_entries(record: Mapping[str, Any], parties: set[str]) -> dict[str, Any]:
+        """``record`` as a party other than its subject sees it: of the holders (and their
+        wrap hashes), grantees and erasure's parties, only its own (and the subject and
+        the vault)."""
+        seen = parties | {self_party(record["subject"]), VAULT}
+        out = {**record, **{f: {p: v for p, v in record[f].items() if p in parties}
+                            for f in ("holders", "wrap_hashes", "grantees") if f in record}}
+        erasure = record.get("erasure")
+        if isinstance(erasure, dict):
+            out["erasure"] = {**erasure, **{f: [p for p in erasure.get(f, []) if p in seen]
+                                            for f in ("pending", "acknowledged")}}
+        return out
 
     def _entitled(self, view: StateView, record: Mapping[str, Any], principal: str) -> bool:
         if record["subject"] == principal:
             return True
-        key = consortium.key_record(view, principal)
-        parties = {self_party(principal)} | (
-            {org_party(key["org"])} if key is not None else set())
+        parties = self._parties(view, principal)
         if parties & set(record["holders"]):
             return True
         now = self.gateway.chain.tip.time
@@ -386,14 +532,17 @@ class PrivacyApi:
         return json_response(page)
 
     async def my_export(self, request: web.Request) -> web.Response:
-        from services.gateway.api import json_response
+        from services.gateway.api import parse_query
 
         principal = principal_of(request)
+        q: ExportQuery = parse_query(request, ExportQuery)
         db = self._db()
+        limits = self.limits
         try:
             export = await reads.export(self.gateway.chain, db, self.vault, principal,
-                                        records_max=self.limits.export_records_max,
-                                        accesses_max=self.limits.export_access_log_max)
+                                        after=q.cursor, records_max=limits.export_records_max,
+                                        accesses_max=limits.export_access_log_max,
+                                        bytes_max=limits.export_bytes_max)
         except (VaultUnavailable, reads.ViewsError) as exc:
             raise vault_unavailable(str(exc)) from exc
-        return json_response(export)
+        return await private_json(export.body, large=export.size > INLINE_JSON_BYTES_MAX)

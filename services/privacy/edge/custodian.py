@@ -6,14 +6,23 @@ reading committed blocks' events from the replica's store, from a checkpoint of 
 chain's genesis hash, checked against the store before it is extended — a vault left by
 another chain stops it, like the projector):
 
-* ``privacy.erasure.requested``: delete the record's vault document (its ciphertext and
-  every wrapped key), then acknowledge on chain as the vault —
+* ``privacy.erasure.requested``: replace the record's vault document (its ciphertext and
+  every wrapped key) by a tombstone (:meth:`.vault.Vault.shred`: no write racing the
+  erasure can store it again), then acknowledge on chain as the vault —
   ``privacy.ack_erasure {record_id, as: "vault"}`` through the gateway's relay (the
   platform operator's key, role ``platform``);
 * ``privacy.erasure.overdue`` naming ``vault``: the same again (a lost acknowledgement
   is sent late rather than never).
 
-Idempotent: deleting is deleting; an acknowledgement is sent only while the committed
+Besides the blocks, a *sweep* (at most ``sweep_batch_max`` documents a pass, a pass
+every ``poll_interval_s`` until it has gone round the vault, then once every
+``sweep_interval_s``) shreds any stored document whose record the chain no longer
+holds active: bytes a write left behind before tombstones existed, or that reached a
+vault whose custodian had already passed the erasure, are not kept forever. A record
+this gateway's chain does not know yet (another gateway, ahead of it, stored it) is
+left alone.
+
+Idempotent: shredding is shredding; an acknowledgement is sent only while the committed
 state still lists ``vault`` in the record's ``erasure.pending``, after the one dry run
 says it would pass, and not again while one of ours waits in the mempool. Several
 gateways sharing one vault share the checkpoint (it only moves forward). Blocks are
@@ -29,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +70,16 @@ class CustodianLimits:
     poll_interval_s: float = 1.0
     retry_backoff_s: float = 0.5
     retry_backoff_max_s: float = 30.0
+    #: vault documents the sweep looks at per pass (one pass per step)
+    sweep_batch_max: int = 500
+    #: the pause between two sweeps of the whole vault
+    sweep_interval_s: float = 600.0
 
 
 @dataclass
 class CustodianStats:
-    deletions: int = 0  # vault documents deleted
+    deletions: int = 0  # vault documents shredded (ciphertext and wraps destroyed)
+    swept: int = 0  # of which the sweep found (their record no longer active)
     acknowledgements: int = 0  # ack_erasure transactions submitted
     unsent: int = 0  # acknowledgements left to the operator (no relay key)
     refused: int = 0  # acknowledgements the dry run or the mempool refused
@@ -78,8 +92,8 @@ class VaultCustodian:
 
     name = "privacy vault custodian"
 
-    def __init__(self, host: Any, vault: Vault, limits: CustodianLimits | None = None
-                 ) -> None:
+    def __init__(self, host: Any, vault: Vault, limits: CustodianLimits | None = None,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
         self.host = host
         self.vault = vault
         self.limits = limits or CustodianLimits()
@@ -90,6 +104,9 @@ class VaultCustodian:
             retry_backoff_s=self.limits.retry_backoff_s,
             retry_backoff_max_s=self.limits.retry_backoff_max_s))
         self._sent: dict[str, bytes] = {}  # record id -> our waiting ack's tx hash
+        self._clock = clock
+        self._sweep_after = ""  # the sweep's position: the last record id it looked at
+        self._sweep_due = 0.0  # the clock's time of its next pass (0: at once)
 
     @property
     def chain_key(self) -> str:
@@ -116,6 +133,7 @@ class VaultCustodian:
         self.checkpoint = height
         tip = int(min(chain.store.height(), chain.tip.height))
         if height >= tip:
+            await self.sweep()
             return 0
         self._verify(height, block_hash)
         last = min(tip, height + self.limits.batch_blocks_max)
@@ -154,11 +172,38 @@ class VaultCustodian:
             return str(a["record_id"])
         return None
 
+    async def sweep(self) -> int:
+        """One pass of the sweep, if one is due: shred the stored documents of records no
+        longer active among the next ``sweep_batch_max``; how many it shredded."""
+        if self._clock() < self._sweep_due:
+            return 0
+        batch = self.limits.sweep_batch_max
+        ids = await self.vault.stored_after(self._sweep_after, batch)
+        read = self.host.chain.view().get
+        shredded = 0
+        for record_id in ids:
+            record = record_of(read, record_id)
+            # None: a record this chain does not hold yet (a gateway ahead stored it)
+            if record is not None and record["status"] != "active" \
+                    and await self.vault.shred(record_id):
+                shredded += 1
+                self.stats.deletions += 1
+                self.stats.swept += 1
+                log.warning("vault: swept record %s (%s), stored after its erasure",
+                            record_id, record["status"])
+        if len(ids) < batch:  # round the whole vault: rest until the next sweep
+            self._sweep_after = ""
+            self._sweep_due = self._clock() + self.limits.sweep_interval_s
+        else:
+            self._sweep_after = ids[-1]
+        return shredded
+
     async def shred(self, record_id: str) -> None:
-        """Delete the record's vault document, then acknowledge if still pending."""
-        if await self.vault.delete(record_id):
+        """Shred the record's vault document (a tombstone replaces it), then acknowledge
+        if still pending."""
+        if await self.vault.shred(record_id):
             self.stats.deletions += 1
-            log.info("vault: deleted record %s (erasure)", record_id)
+            log.info("vault: shredded record %s (erasure)", record_id)
         record = record_of(self.host.chain.view().get, record_id)
         if record is None or record["status"] != "erasing" \
                 or VAULT not in record["erasure"]["pending"]:
@@ -201,8 +246,10 @@ class CustodianCollector(Collector):
         c = self.custodian
         s = c.stats
         for name, doc, value in (
-            ("deletions", "Vault documents deleted on erasure (crypto-shredding)",
+            ("deletions", "Vault documents shredded on erasure (crypto-shredding)",
              s.deletions),
+            ("swept", "Vault documents the sweep shredded (stored after their erasure)",
+             s.swept),
             ("acknowledgements", "privacy.ack_erasure transactions sent as the vault",
              s.acknowledgements),
             ("acknowledgements_unsent", "Acknowledgements left to the operator (no relay "

@@ -120,7 +120,8 @@ class PrivacyAccessRefused(EventData):
     by: KeyId
     reason: str = Field(description="no_grant, grant_expired, grant_revoked, "
                                     "not_the_subject, no_legal_basis, "
-                                    "category_outside_legal_basis, record_not_found, "
+                                    "category_outside_legal_basis, "
+                                    "cross_border_consent_required, record_not_found, "
                                     "record_<status>")
 
 

@@ -20,8 +20,8 @@ from services.gateway.problems import Problem
 __all__ = [
     "B64URL", "PARTY", "AccessLogEntry", "AccessLogPage", "CiphertextBody",
     "CiphertextStored", "EncryptionKeyAnswer", "Envelope", "EnvelopeQuery", "Export",
-    "ExportRecord", "RecordList", "RecordMetadata", "WrapBody", "WrapStored", "b64url",
-    "from_b64url",
+    "ExportQuery", "ExportRecord", "RecordList", "RecordMetadata", "WrapBody", "WrapStored",
+    "b64url", "from_b64url",
 ]
 
 B64URL = r"^[A-Za-z0-9_-]*$"
@@ -108,7 +108,8 @@ class Envelope(Open):
 
 
 class RecordMetadata(Open):
-    """A record as the chain holds it: no personal data."""
+    """A record as the chain holds it: no personal data. A party other than the subject
+    sees only its own holder, wrap-hash, grantee and erasure entries."""
 
     record_id: str = Field(pattern=HEX32)
     subject: str = Field(pattern=KEY_ID)
@@ -118,6 +119,9 @@ class RecordMetadata(Open):
     commitment: str = Field(pattern=HEX32)
     ciphertext_hash: str = Field(pattern=HEX32)
     holders: dict[str, str] = Field(description="party -> the encryption key id wrapped for")
+    wrap_hashes: dict[str, str] = Field(default_factory=dict,
+                                        description="holder -> the SHA-256 of the data key "
+                                                    "wrapped for it (what the vault stores)")
     grantees: dict[str, list[str]] = Field(default_factory=dict,
                                            description="party -> purposes ever granted")
     erasure: dict[str, Any] | None = None
@@ -162,15 +166,27 @@ class ExportRecord(RecordMetadata):
     history: list[dict[str, Any]] = Field(description="status changes, oldest first")
 
 
+class ExportQuery(Model):
+    cursor: str | None = Field(None, pattern=HEX32,
+                               description="the next_cursor of the page before")
+
+
 class Export(Open):
-    """Everything the platform holds about you, machine-readable; decrypt locally."""
+    """Everything the platform holds about you, machine-readable; decrypt locally. One
+    page of your records (in record id order); the access log and your key come with
+    the first page."""
 
     subject: str = Field(pattern=KEY_ID)
     exported_at: int = Field(description="ms since the Unix epoch (gateway clock)")
     height: int = Field(description="the chain height the state was read at")
     encryption_key: dict[str, Any] | None
     records: list[ExportRecord]
-    grants: list[dict[str, Any]]
-    access_log: list[AccessLogEntry]
-    erasures: list[dict[str, Any]]
-    truncated: bool = Field(description="more records (or accesses) than one export holds")
+    grants: list[dict[str, Any]] = Field(description="the grants of this page's records")
+    access_log: list[AccessLogEntry] = Field(description="first page only, newest first")
+    erasures: list[dict[str, Any]] = Field(description="of this page's records")
+    next_cursor: str | None = Field(description="more records: ask again with this cursor")
+    access_log_truncated: bool = Field(description="more accesses than the export holds "
+                                                   "(/v1/privacy/me/access-log pages "
+                                                   "them all)")
+    truncated: bool = Field(description="this answer is not everything: more records "
+                                        "(next_cursor) or more accesses")

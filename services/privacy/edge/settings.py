@@ -14,7 +14,9 @@ class PrivacySettings(Strict):
     #: one server share one vault (a rebuild of the views never touches it)
     vault_db_name: str = Field("ecosphere_vault", min_length=1, max_length=60,
                                pattern=r"^[A-Za-z0-9_-]+$")
-    ciphertext_bytes_max: int = Field(65_536, ge=64, le=1_048_576)  # one record's value
+    #: one record's sealed value: the largest the SDK makes (12 + 25,216 + 16 bytes:
+    #: services.privacy.edge.api.CIPHERTEXT_BYTES_MAX, which says why)
+    ciphertext_bytes_max: int = Field(25_244, ge=64, le=1_048_576)
     wrap_bytes_max: int = Field(256, ge=64, le=4_096)  # one wrapped data key (HPKE: 80)
     #: a granted access (its block time) opens the vault for this long, on block time
     access_valid_ms: int = Field(600_000, ge=1, le=7 * 24 * 3_600_000)

@@ -5,6 +5,7 @@ gateways sharing one server share one vault), collection ``privacy_vault``::
 
     {_id: record id, subject: key id, ciphertext: bytes,
      wraps: [{party, wrapped_key: bytes}], created: ms, rev: int}
+    {_id: record id, erased: true, at: ms}          a tombstone
 
 ``wraps`` is a list, not a ``{party: bytes}`` object, because an organisation's id may
 hold a ``.``, which MongoDB reads as a path in a field name. ``rev`` counts changes to
@@ -14,9 +15,14 @@ document per chain) lives beside it.
 
 It is not a view: a rebuild of the views never drops it. It holds bytes only — sealed
 by the client (ChaCha20-Poly1305 under a random data key, wrapped per party with HPKE);
-the gateway can read none of it. Erasure deletes a record's document (ciphertext and
-every wrap): crypto-shredding, with the subject's and holders' own copies of the data
-key destroyed by them and acknowledged on chain.
+the gateway can read none of it. Erasure replaces a record's document (ciphertext and
+every wrap) by a *tombstone* (:meth:`Vault.shred`): crypto-shredding, with the subject's
+and holders' own copies of the data key destroyed by them and acknowledged on chain.
+A tombstone is never replaced by a ciphertext again: a write racing the erasure (its
+status check passed before the erasure committed), or one from a gateway sharing the
+vault whose chain lags, fails on it instead of storing bytes nobody would delete.
+:meth:`Vault.shred` upserts, so an erasure handled before the write it races still
+wins. Readers (:meth:`Vault.get`, :meth:`Vault.get_many`) see a tombstone as nothing.
 
 Errors: :class:`VaultUnavailable` when MongoDB is not open or does not answer (the API
 answers 503 ``vault_unavailable``; the custodian backs off and retries).
@@ -29,10 +35,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-__all__ = ["CHECKPOINTS", "VAULT", "Vault", "VaultEntry", "VaultUnavailable"]
+__all__ = ["CHECKPOINTS", "VAULT", "Tombstone", "Vault", "VaultEntry", "VaultUnavailable"]
 
 VAULT = "privacy_vault"
 CHECKPOINTS = "privacy_custodian"
@@ -67,6 +74,20 @@ class VaultEntry:
                    created=int(doc["created"]), rev=int(doc.get("rev", 0)))
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """What is left of an erased record's document: its id and when it was shredded."""
+
+    record_id: str
+    at: int
+
+
+def _entry_or_tombstone(doc: Mapping[str, Any]) -> VaultEntry | Tombstone:
+    if doc.get("erased") is True:
+        return Tombstone(str(doc["_id"]), int(doc.get("at", 0)))
+    return VaultEntry.from_document(doc)
+
+
 def _wraps_out(wraps: Mapping[str, bytes]) -> list[Document]:
     return [{"party": party, "wrapped_key": wraps[party]} for party in sorted(wraps)]
 
@@ -98,12 +119,18 @@ class Vault:
     def now_ms() -> int:
         return time.time_ns() // 1_000_000
 
-    async def get(self, record_id: str) -> VaultEntry | None:
+    async def lookup(self, record_id: str) -> VaultEntry | Tombstone | None:
+        """The record's document: its bytes, its tombstone (erased), or None."""
         try:
             doc = await self._collection().find_one({"_id": record_id})
         except PyMongoError as exc:
             raise VaultUnavailable(f"MongoDB: {type(exc).__name__}") from exc
-        return None if doc is None else VaultEntry.from_document(doc)
+        return None if doc is None else _entry_or_tombstone(doc)
+
+    async def get(self, record_id: str) -> VaultEntry | None:
+        """The record's bytes (None: never stored, or erased)."""
+        found = await self.lookup(record_id)
+        return found if isinstance(found, VaultEntry) else None
 
     async def get_many(self, record_ids: Sequence[str]) -> dict[str, VaultEntry]:
         if not record_ids:
@@ -113,10 +140,12 @@ class Vault:
                 .to_list()
         except PyMongoError as exc:
             raise VaultUnavailable(f"MongoDB: {type(exc).__name__}") from exc
-        return {str(d["_id"]): VaultEntry.from_document(d) for d in docs}
+        return {str(d["_id"]): VaultEntry.from_document(d) for d in docs
+                if d.get("erased") is not True}
 
     async def insert(self, entry: VaultEntry) -> bool:
-        """Store a new record's document; False if one exists already."""
+        """Store a new record's document; False if one exists already (its bytes, or its
+        tombstone: :meth:`lookup` tells which)."""
         try:
             await self._collection().insert_one(entry.to_document())
         except DuplicateKeyError:
@@ -127,7 +156,8 @@ class Vault:
 
     async def replace_wraps(self, entry: VaultEntry, wraps: Mapping[str, bytes]) -> bool:
         """Set ``entry``'s wraps if nobody changed them since it was read (its ``rev``);
-        False if somebody did (read again) or the document is gone."""
+        False if somebody did (read again) or the document is gone (a tombstone has no
+        ``rev``: it never matches)."""
         try:
             result = await self._collection().update_one(
                 {"_id": entry.record_id, "rev": entry.rev},
@@ -136,13 +166,30 @@ class Vault:
             raise VaultUnavailable(f"MongoDB: {type(exc).__name__}") from exc
         return bool(result.matched_count)
 
-    async def delete(self, record_id: str) -> bool:
-        """Delete a record's ciphertext and every wrap; False if there was none."""
+    async def shred(self, record_id: str) -> bool:
+        """Replace the record's document (ciphertext and every wrap) by its tombstone,
+        creating the tombstone if nothing was stored yet; True if bytes were destroyed,
+        False if there were none (never stored, or a tombstone already)."""
         try:
-            result = await self._collection().delete_one({"_id": record_id})
+            result = await self._collection().replace_one(
+                {"_id": record_id, "erased": {"$ne": True}},
+                {"erased": True, "at": self.now_ms()}, upsert=True)
+        except DuplicateKeyError:
+            return False  # the filter missed a tombstone, the upsert hit its id: done
         except PyMongoError as exc:
             raise VaultUnavailable(f"MongoDB: {type(exc).__name__}") from exc
-        return bool(result.deleted_count)
+        return bool(result.matched_count)
+
+    async def stored_after(self, record_id: str, count: int) -> list[str]:
+        """The ids of up to ``count`` documents holding bytes (not tombstones) after
+        ``record_id`` in id order: a bounded page of the sweep."""
+        try:
+            docs = await self._collection().find(
+                {"_id": {"$gt": record_id}, "erased": {"$ne": True}}, {"_id": 1}) \
+                .sort("_id", ASCENDING).limit(count).to_list()
+        except PyMongoError as exc:
+            raise VaultUnavailable(f"MongoDB: {type(exc).__name__}") from exc
+        return [str(d["_id"]) for d in docs]
 
     # --- the custodian's checkpoint ------------------------------------------------------
 

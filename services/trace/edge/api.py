@@ -10,13 +10,12 @@ Public, for consumers and customs (no signature needed):
 ``POST /v1/trace/certificates/verify``  the three checks of a presented certificate
 ``GET  /v1/trace/provenance``           a serialised item's or a lot's history, raw
                                         materials to sale, each step with its proof
-``GET  /v1/trace/penalties``            penalties applied, by responsible party
 
 Verdicts and certificate checks are read from the replica's state (the chain);
-provenance and penalties from the views. A verification's scan is judged with the
-contract's own ``judge_scan`` (the answer is the judgement the chain will make)
-and queued for the chain within the anonymous scan budget (``scans``); it never
-makes the item a suspected clone by itself.
+provenance from the views. A verification's scan is judged with the contract's own
+``judge_scan`` (the answer is the judgement the chain will make) and queued for the
+chain within the anonymous scan budget (``scans``); it never makes the item a
+suspected clone by itself. (Penalties moved to the trade domain with its agreements.)
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 from pydantic import Field
 
-from services.gateway.models import HEX32, Model, Open, PageQuery
+from services.gateway.models import HEX32, Model, Open
 from services.gateway.openapi import Endpoint
 from services.gateway.problems import Problem, parse_json_body
 from services.ledger.core.state import StateView
@@ -43,7 +42,7 @@ from services.trace.edge.provenance import (
     walk,
 )
 from services.trace.edge.scans import ScanLimits, ScanRecorder
-from services.trace.edge.views import EPCIS_EVENTS, PENALTIES
+from services.trace.edge.views import EPCIS_EVENTS
 from services.trace.items import item_key
 from services.trace.scans import (
     CLONE_WINDOW_MS,
@@ -93,10 +92,6 @@ class ProvenanceQuery(Model):
     id: str = Field(min_length=10, max_length=512,
                     description="An EPC URN or GS1 Digital Link (item or lot)")
     fresh: bool = Field(False, description="Bypass the gateway's provenance cache")
-
-
-class PenaltiesQuery(PageQuery):
-    responsible: str | None = Field(None, pattern=r"^[a-z0-9._-]{1,64}$")
 
 
 class CertificateVerifyBody(Model):
@@ -193,11 +188,6 @@ class ProvenanceResponse(Open):
     truncated: bool
 
 
-class PenaltyPage(Model):
-    items: list[dict[str, Any]]
-    next_cursor: str | None
-
-
 def _span_query(collection: Any, spans: list[tuple[str, int, int]], limit: int) -> Any:
     """The view's documents for provenance spans (see provenance.walk's ``fetch``): events
     naming an identifier within its time span, in chain order — so a container's busy
@@ -263,8 +253,6 @@ class TraceApi:
               "An item's or lot's history with a proof for each step", "trace",
               {200: ProvenanceResponse}, query=ProvenanceQuery,
               errors=(400, 404, 429, 503)),
-            E("GET", "/v1/trace/penalties", self.penalties, "Penalties applied", "trace",
-              {200: PenaltyPage}, query=PenaltiesQuery, errors=(400, 429, 503)),
         ]
 
     # --- state helpers ---------------------------------------------------------------
@@ -425,25 +413,6 @@ class TraceApi:
             raise Problem(404, "no_history", f"no event names {start}")
         return json_response({"id": start, "steps": answer.steps,
                               "truncated": answer.truncated})
-
-    async def penalties(self, request: web.Request) -> web.Response:
-        from services.gateway.api import json_response, parse_query
-
-        q = parse_query(request, PenaltiesQuery)
-        db = self.gateway.views_db()
-        query: dict[str, Any] = {} if q.responsible is None else {"responsible": q.responsible}
-        skip = 0
-        if q.cursor is not None:
-            if not (q.cursor.isascii() and q.cursor.isdigit() and len(q.cursor) <= 9):
-                raise Problem(400, "bad_cursor", "bad cursor")
-            skip = int(q.cursor)
-        docs = await self.gateway.views_call(
-            db[PENALTIES].find(query).sort("_id", 1).skip(skip).to_list(q.limit + 1))
-        items = [{**{k: v for k, v in d.items() if k != "_id"}, "id": d["_id"]}
-                 for d in docs[:q.limit]]
-        more = len(docs) > q.limit
-        return json_response({"items": items,
-                              "next_cursor": str(skip + q.limit) if more else None})
 
 
 def _now_ms() -> int:

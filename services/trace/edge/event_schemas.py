@@ -14,11 +14,6 @@ Amount = int
 Gtin = str
 
 
-class Money(EventData):
-    amount: int = Field(ge=0, description="minor units")
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-
-
 class AccreditationGranted(EventData):
     """A certification body was accredited for certificate types and scopes."""
 
@@ -110,34 +105,6 @@ class CaptureRejected(EventData):
     org: OrgId | None
 
 
-class AgreementProposed(EventData):
-    id: str
-    proposer: OrgId
-    counterparty: OrgId
-    responsible: OrgId
-    deposit: Money
-
-
-class AgreementAccepted(EventData):
-    id: str
-    by: OrgId
-    deposit: Money
-
-
-class PenaltyApplied(EventData):
-    """A contract rule was breached: a penalty drawn from the responsible party's deposit."""
-
-    id: str
-    agreement: str
-    responsible: OrgId
-    beneficiary: OrgId
-    amount: int = Field(ge=0, description="minor units")
-    currency: str
-    rule: str
-    reason: str
-    time: int
-
-
 class ScanRecorded(EventData):
     """A scan was recorded with its evidence grade and its tag code's judgement
     (docs/adr/0005-clone-verdicts.md)."""
@@ -218,9 +185,6 @@ TRACE_EVENTS: tuple[tuple[str, type[EventData], str | None], ...] = (
     ("trace.certificate.revoked", CertificateRevoked, "merkle_root"),
     ("trace.event.captured", EventCaptured, "event_hash"),
     ("trace.capture.rejected", CaptureRejected, "code"),
-    ("trace.agreement.proposed", AgreementProposed, "id"),
-    ("trace.agreement.accepted", AgreementAccepted, "id"),
-    ("trace.penalty.applied", PenaltyApplied, "responsible"),
     ("trace.scan.recorded", ScanRecorded, "epc"),
     ("trace.scan.unknown", ScanUnknown, "epc"),
     ("trace.clone.suspected", CloneSuspected, "epc"),

@@ -3,7 +3,7 @@
 Built once per gateway process from a :class:`~services.gateway.plugin.PluginContext`
 (the gateway's API object, the ``trace`` settings section): the public trace
 endpoints (:mod:`.api`: products, verification with the anonymous scan budget,
-certificates, provenance, penalties), the EPCIS 2.0 binding (:mod:`.epcis`) whose
+certificates, provenance), the EPCIS 2.0 binding (:mod:`.epcis`) whose
 webhook dispatcher and capture-job sweeper are the plugin's followers of the chain, and
 the provenance cache it invalidates when the projector writes events naming an
 identifier.

@@ -7,7 +7,6 @@ collection             ``_id``         from
 ``trace_certificates`` Merkle root     ``trace.certificate.issued`` / ``.revoked``
 ``epcis_events``       CBV event hash  ``trace.event.captured`` (the whole event, plus
                                        the fields the EPCIS query parameters filter)
-``trace_penalties``    penalty id      ``trace.penalty.applied``
 =====================  ==============  =============================================
 
 ``epcis_events.epcs`` lists every identifier an event names (objects, children,
@@ -35,7 +34,6 @@ from services.trace import epcis, identifiers
 PRODUCTS = "trace_products"
 CERTIFICATES = "trace_certificates"
 EPCIS_EVENTS = "epcis_events"
-PENALTIES = "trace_penalties"
 
 
 def _events(ctx: BlockContext, kind: str) -> list[Any]:
@@ -116,11 +114,6 @@ def project_epcis_events(ctx: BlockContext) -> list[Write]:
     return out
 
 
-def project_penalties(ctx: BlockContext) -> list[Write]:
-    return [Write(PENALTIES, e.attributes["id"], {**e.attributes, "height": ctx.height})
-            for e in _events(ctx, "trace.penalty.applied")]
-
-
 PRODUCTS_VIEW = ViewSpec(PRODUCTS, (IndexModel([("brand_owner", ASCENDING)]),), project_products)
 CERTIFICATES_VIEW = ViewSpec(CERTIFICATES, (
     IndexModel([("subject", ASCENDING)]), IndexModel([("issuer", ASCENDING)])),
@@ -138,7 +131,6 @@ EPCIS_EVENTS_VIEW = ViewSpec(EPCIS_EVENTS, (
     IndexModel([("bizTransactions", ASCENDING), ("pos", ASCENDING)]),
     IndexModel([("eventID", ASCENDING)]),
 ), project_epcis_events)
-PENALTIES_VIEW = ViewSpec(PENALTIES, (IndexModel([("responsible", ASCENDING)]),), project_penalties)
 
 #: the trace domain's views, handed to the gateway by the composition
-TRACE_VIEWS = (PRODUCTS_VIEW, CERTIFICATES_VIEW, EPCIS_EVENTS_VIEW, PENALTIES_VIEW)
+TRACE_VIEWS = (PRODUCTS_VIEW, CERTIFICATES_VIEW, EPCIS_EVENTS_VIEW)

@@ -103,8 +103,8 @@ def test_a_broken_document_fails_validation(document, breakage):
     assert asyncapi.validation_errors(broken(document, path, value)) != []
 
 
-def test_every_registered_event_type_has_a_message(document):
-    types = CATALOGUE.types()
+def test_every_published_event_type_has_a_message(document):
+    types = CATALOGUE.published_types()
     messages = document["components"]["messages"]
     channel = document["channels"]["events"]
     assert sorted(messages) == types
@@ -123,6 +123,24 @@ def test_every_registered_event_type_has_a_message(document):
         assert amqp["cc"] == [event_type]
         assert (amqp["deliveryMode"], amqp["mandatory"]) == (2, False)
     assert len(document["operations"]) == len(types)
+
+
+def test_restricted_event_types_are_not_advertised(document):
+    """What a domain's read policy restricts to its parties is never published: the
+    document has no message, operation or routing key for it, and names it as withheld."""
+    withheld = CATALOGUE.withheld
+    assert {"privacy.access.granted", "privacy.access.refused", "privacy.record.created",
+            "privacy.grant.created", "privacy.erasure.requested"} <= withheld
+    assert not withheld & {"privacy.key.registered", "privacy.key.revoked"}  # public keys
+    assert not withheld & PLATFORM_TYPES
+    channel = document["channels"]["events"]
+    for event_type in withheld:
+        assert event_type not in document["components"]["messages"]
+        assert event_type not in channel["messages"]
+        assert f"publish.{event_type}" not in document["operations"]
+        assert event_type not in channel["parameters"]["routingKey"]["enum"]
+        assert f"`{event_type}`" in document["info"]["description"]
+    assert sorted([*withheld, *CATALOGUE.published_types()]) == CATALOGUE.types()
 
 
 def test_channel_is_the_topic_exchange(document):

@@ -33,8 +33,9 @@ def anchor(chain: Chain, key: PrivateKey, n: int = 0, **kw: Any) -> Transaction:
 
 def test_application_contracts():
     app = build_application()
-    assert [c.name for c in app.contracts] == ["consortium", "notary", "trace", "privacy"]
-    assert app.versions == (1, 2)
+    assert [c.name for c in app.contracts] == ["consortium", "notary", "trace", "privacy",
+                                              "trade"]
+    assert app.versions == (1, 2, 3)
 
 
 class Named(Contract):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,9 @@ import pytest
 from services.composition import event_catalogue
 from services.privacy.vocabulary import VAULT
 from services.sdk.client import ApiError
+from services.sdk.httpsig import sign_request
+from services.sdk.privacy import PrivacyClient
+from services.sdk.vault import EncryptionKey
 from tests.live import LiveNetwork
 from tests.privacy.edge.vault_helpers import (
     HOUR_MS,
@@ -93,7 +98,7 @@ def test_a_grantee_reads_against_its_granted_access_only(world: World) -> None:
     wrapped = world.grant(record_id, sealed, world.carrier, upload=False)
     wraps = f"/v1/privacy/records/{record_id}/wraps/{world.carrier.party}"
     refused(lambda: world.subject.call("PUT", wraps, body={"wrapped_key": b64(
-        wrap(sealed.data_key, world.carrier.public))}), 422, "wrap_mismatch")
+        wrap(sealed.data_key, world.carrier.public, fresh=True))}), 422, "wrap_mismatch")
     refused(lambda: world.subject.call(
         "PUT", f"/v1/privacy/records/{record_id}/wraps/{world.shop.party}",
         body={"wrapped_key": b64(wrapped)}), 404, "grant_not_found")
@@ -145,7 +150,7 @@ def test_refused_accesses_open_nothing(world: World) -> None:
             "access_not_granted")
     world.grant(record_id, sealed, world.shop, purpose="payment", until=now_ms() + 2_500)
     until = world.subject.client.state(
-        f"privacy/grant/{record_id}/{world.shop.party}/payment")["until"]
+        f"privacy/grant/{record_id}/{world.shop.party}/payment", signed=True)["until"]
     eventually(lambda: world.live.client().status()["time"] > until, timeout_s=30,
                what="block time past the grant's end")
     expired = world.access(world.shop, record_id, purpose="payment")
@@ -218,7 +223,7 @@ def test_erasure_shreds_the_vault_and_the_custodian_acknowledges(world: World) -
     world.subject.send("privacy.request_erasure", {"record_id": record_id})
 
     def vault_acknowledged() -> dict[str, Any] | None:
-        record = world.subject.client.state(f"privacy/record/{record_id}")
+        record = world.subject.client.state(f"privacy/record/{record_id}", signed=True)
         erasure = record.get("erasure") or {}
         return record if VAULT in erasure.get("acknowledged", []) else None
 
@@ -242,19 +247,22 @@ def test_erasure_shreds_the_vault_and_the_custodian_acknowledges(world: World) -
     world.live.run(custodian.shred(record_id))
     assert custodian.stats.acknowledgements == acknowledged + 1
     world.carrier.send("privacy.ack_erasure", {"record_id": record_id})
-    erased = world.subject.client.state(f"privacy/record/{record_id}")
+    erased = world.subject.client.state(f"privacy/record/{record_id}", signed=True)
     assert erased["status"] == "erased" and erased["erasure"]["pending"] == []
 
 
 def test_rectification_shreds_the_old_version(world: World) -> None:
     old, _ = world.stored_record(b"old address")
     sealed_new = seal("address", b"new address")
+    holders = [world.subject.party]
     result = world.subject.send("privacy.rectify", {
         "record_id": old, "commitment": sealed_new.commitment.hex(),
-        "ciphertext_hash": sealed_new.ciphertext_hash, "holders": [world.subject.party]})
+        "ciphertext_hash": sealed_new.ciphertext_hash, "holders": holders,
+        "wrap_hashes": world.wrap_hashes(sealed_new, holders)})
     new = result["tx_hash"]
     eventually(lambda: world.live.run(world.plugin.vault.get(old)) is None and VAULT not in
-               world.subject.client.state(f"privacy/record/{old}")["erasure"]["pending"],
+               world.subject.client.state(f"privacy/record/{old}",
+                                          signed=True)["erasure"]["pending"],
                what="the old version shredded")
     world.subject.call("PUT", f"/v1/privacy/records/{new}/ciphertext",
                        body={"ciphertext": b64(sealed_new.ciphertext)})
@@ -339,11 +347,11 @@ def test_the_export_holds_everything_about_the_subject(world: World) -> None:
 
 def test_every_privacy_event_matches_its_partner_schema(world: World) -> None:
     catalogue = event_catalogue()
-    client = world.live.client()
+    client = world.subject.client  # privacy events are their parties': the subject's here
     seen: set[str] = set()
     after = None
     while True:
-        page = client.replay(from_height=1, after=after, limit=500)
+        page = client.replay(from_height=1, after=after, limit=500, signed=True)
         for item in page["items"]:
             if item["type"].startswith("privacy."):
                 catalogue.validate(item["type"], item["data"])
@@ -370,6 +378,125 @@ def test_wraps_hash_binds_what_the_grant_names(world: World) -> None:
     record_id, sealed = world.stored_record()
     wrapped = world.grant(record_id, sealed, world.carrier)
     grant = world.subject.client.state(
-        f"privacy/grant/{record_id}/{world.carrier.party}/delivery")
+        f"privacy/grant/{record_id}/{world.carrier.party}/delivery", signed=True)
     assert grant["wrap_hash"] == hashlib.sha256(wrapped).hexdigest()
     assert grant["until"] <= now_ms() + HOUR_MS
+
+
+# --- an access is judged again when it opens the vault ------------------------------------
+
+
+def test_a_grant_revoked_after_the_access_closes_the_vault(world: World) -> None:
+    record_id, sealed = world.stored_record(b"Jane Doe, 7 Main Street")
+    world.grant(record_id, sealed, world.carrier)
+    access = world.access(world.carrier, record_id)
+    assert world.envelope(world.carrier, record_id, access)["record_id"] == record_id
+    world.subject.send("privacy.revoke_grant", {"record_id": record_id,
+                                                "grantee": world.carrier.party,
+                                                "purpose": "delivery"})
+    error = refused(lambda: world.envelope(world.carrier, record_id, access), 403,
+                    "access_no_longer_granted")
+    assert error.body["reason"] == "grant_revoked"
+
+
+def test_a_grant_expired_since_the_access_closes_the_vault(world: World) -> None:
+    record_id, sealed = world.stored_record()
+    world.grant(record_id, sealed, world.shop, purpose="payment", until=now_ms() + 2_500)
+    access = world.access(world.shop, record_id, purpose="payment")
+    assert world.envelope(world.shop, record_id, access)["record_id"] == record_id
+    until = world.subject.client.state(
+        f"privacy/grant/{record_id}/{world.shop.party}/payment", signed=True)["until"]
+    eventually(lambda: world.live.client().status()["time"] > until, timeout_s=30,
+               what="block time past the grant's end")
+    error = refused(lambda: world.envelope(world.shop, record_id, access), 403,
+                    "access_no_longer_granted")
+    assert error.body["reason"] == "grant_expired"
+
+
+def test_a_party_whose_encryption_key_was_revoked_gets_no_wrap(world: World) -> None:
+    rail = world.organisation("rail", "carrier")
+    record_id, sealed = world.stored_record()
+    world.grant(record_id, sealed, rail)
+    access = world.access(rail, record_id)
+    assert world.envelope(rail, record_id, access)["party"] == rail.party
+    rail.send("privacy.revoke_key", {"scope": "org"})
+    refused(lambda: world.envelope(rail, record_id, access), 403, "no_encryption_key")
+
+
+def test_the_envelope_is_never_cached(world: World) -> None:
+    record_id, _ = world.stored_record()
+    access = world.access(world.subject, record_id, basis="subject", acting="self")
+    url = f"{world.live.url}/v1/privacy/records/{record_id}/envelope?access={access}"
+    headers = {"Accept": "application/json"}
+    headers.update(sign_request(world.subject.key, method="GET", url=url, headers=headers,
+                                body=None, now=int(time.time()), nonce=os.urandom(12).hex()))
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+# --- a party other than the subject sees its own entries only ----------------------------
+
+
+def test_a_party_sees_only_its_own_entries_of_a_record(world: World) -> None:
+    holders = [world.subject.party, world.carrier.party]
+    record_id, sealed = world.record(holders=holders)
+    world.grant(record_id, sealed, world.shop, purpose="payment", upload=False)
+    mine = world.subject.call("GET", f"/v1/privacy/records/{record_id}")
+    assert set(mine["holders"]) == set(holders) == set(mine["wrap_hashes"])
+    assert mine["grantees"] == {world.shop.party: ["payment"]}
+    shop = world.shop.call("GET", f"/v1/privacy/records/{record_id}")
+    assert (shop["holders"], shop["wrap_hashes"]) == ({}, {})
+    assert shop["grantees"] == {world.shop.party: ["payment"]}
+    carrier = world.carrier.call("GET", f"/v1/privacy/records/{record_id}")
+    assert set(carrier["holders"]) == {world.carrier.party} == set(carrier["wrap_hashes"])
+    assert carrier["grantees"] == {}
+    world.subject.send("privacy.request_erasure", {"record_id": record_id})
+    erasing = world.carrier.call("GET", f"/v1/privacy/records/{record_id}")
+    assert set(erasing["erasure"]["pending"]) <= {world.carrier.party, VAULT}
+    assert world.shop.party not in erasing["erasure"]["pending"]
+
+
+# --- a holder's wrap is the one the chain binds -------------------------------------------
+
+
+def test_a_holder_s_wrap_is_the_one_the_record_binds(world: World) -> None:
+    record_id, sealed = world.record()
+    path = f"/v1/privacy/records/{record_id}/ciphertext"
+    other = wrap(sealed.data_key, world.subject.public, fresh=True)  # opens all the same
+    refused(lambda: world.subject.call("PUT", path, body={
+        "ciphertext": b64(sealed.ciphertext), "wraps": {world.subject.party: b64(other)}}),
+        422, "wrap_mismatch")
+    bound = wrap(sealed.data_key, world.subject.public)
+    world.subject.call("PUT", path, body={"ciphertext": b64(sealed.ciphertext),
+                                          "wraps": {world.subject.party: b64(bound)}})
+    entry = world.live.run(world.plugin.vault.get(record_id))
+    assert entry.wraps == {world.subject.party: bound}  # type: ignore[attr-defined]
+
+
+# --- the export, page by page, through the SDK ---------------------------------------------
+
+
+def test_the_sdk_follows_the_export_s_pages(world: World) -> None:
+    record_id, _ = world.stored_record(b"paged export")
+    limits = world.plugin.api.limits
+    whole = dict(world.subject.call("GET", "/v1/privacy/me/export"))
+    assert whole["next_cursor"] is None
+    everything = [r["record_id"] for r in whole["records"]]
+    assert record_id in everything and everything == sorted(everything)
+    bytes_max = limits.export_bytes_max
+    try:
+        limits.export_bytes_max = 1  # one record a page
+        first = dict(world.subject.call("GET", "/v1/privacy/me/export"))
+        assert [r["record_id"] for r in first["records"]] == everything[:1]
+        assert first["next_cursor"] == everything[0] and first["truncated"]
+        exported = PrivacyClient(world.subject.client).export(
+            EncryptionKey(world.subject.exchange))
+    finally:
+        limits.export_bytes_max = bytes_max
+    assert [r["record_id"] for r in exported["records"]] == everything
+    values = {r["record_id"]: r["value"] for r in exported["records"]}
+    assert values[record_id] == "paged export"
+    assert {g["record_id"] for g in exported["grants"]} == {
+        g["record_id"] for g in whole["grants"]}

@@ -16,7 +16,7 @@ from services.gateway.policies import PRINCIPAL, Handler
 from services.gateway.problems import Problem, problem_middleware
 from services.privacy.edge.api import PrivacyApi
 from services.privacy.edge.models import b64url, from_b64url
-from services.privacy.edge.vault import Vault, VaultEntry, VaultUnavailable
+from services.privacy.edge.vault import Tombstone, Vault, VaultEntry, VaultUnavailable
 
 RECORD = "ab" * 32
 SUBJECT = "cd" * 16
@@ -41,8 +41,44 @@ async def test_the_vault_keeps_any_party_s_wrap_and_never_loses_a_concurrent_one
     again = await vault.get(RECORD)
     assert again is not None and again.wraps == more and again.rev == 1
     assert (await vault.get_many([RECORD, "ef" * 32])).keys() == {RECORD}
-    assert await vault.delete(RECORD) and not await vault.delete(RECORD)
+    assert await vault.shred(RECORD) and not await vault.shred(RECORD)
     assert await vault.get(RECORD) is None
+
+
+@pytest.mark.asyncio
+async def test_a_shredded_record_leaves_a_tombstone_no_write_gets_past(
+        mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Erasure leaves a tombstone: a write racing it (or from a gateway whose chain lags)
+    cannot store bytes again, whichever of the two reaches MongoDB first."""
+    vault = vault_on(mongo_db)
+    entry = VaultEntry(RECORD, SUBJECT, b"sealed", {f"key:{SUBJECT}": b"w1"}, 7)
+    assert await vault.insert(entry)
+    assert await vault.shred(RECORD)  # bytes destroyed
+    found = await vault.lookup(RECORD)
+    assert isinstance(found, Tombstone) and found.record_id == RECORD and found.at > 0
+    assert not await vault.insert(entry)  # the write that lost the race
+    assert await vault.get(RECORD) is None and await vault.get_many([RECORD]) == {}
+    assert not await vault.replace_wraps(entry, {"org:carrier": b"w2"})
+    assert isinstance(await vault.lookup(RECORD), Tombstone)
+    # erased before anything was stored: the tombstone is there first
+    other = "ef" * 32
+    assert not await vault.shred(other)
+    assert not await vault.insert(VaultEntry(other, SUBJECT, b"late", {}, 8))
+    assert isinstance(await vault.lookup(other), Tombstone)
+    assert await vault.lookup("01" * 32) is None
+
+
+@pytest.mark.asyncio
+async def test_the_sweep_pages_through_stored_records_only(
+        mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
+    vault = vault_on(mongo_db)
+    ids = [f"{i:02x}" * 32 for i in range(1, 6)]
+    for record_id in ids:
+        assert await vault.insert(VaultEntry(record_id, SUBJECT, b"s", {}, 1))
+    await vault.shred(ids[1])
+    assert await vault.stored_after("", 2) == [ids[0], ids[2]]
+    assert await vault.stored_after(ids[2], 2) == [ids[3], ids[4]]
+    assert await vault.stored_after(ids[4], 2) == []
 
 
 @pytest.mark.asyncio

@@ -1,7 +1,8 @@
-"""What a client of the vault does, written with ``cryptography`` directly (the SDK's
-helpers are written alongside): seal a value under a fresh data key, wrap the key for a
-party with HPKE, open an envelope; and the parties of the tests, onboarded on a live
-network with real signed transactions."""
+"""What a client of the vault does, with the SDK's own construction
+(:mod:`services.sdk.vault`: a 32-byte salt, the tagged commitment, HPKE bound to the
+commitment): seal a value under a fresh data key, wrap the key for a party, open an
+envelope; and the parties of the tests, onboarded on a live network with real signed
+transactions."""
 
 from __future__ import annotations
 
@@ -14,20 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from services.ledger.core.crypto import PrivateKey
 from services.privacy.edge.plugin import PrivacyPlugin
+from services.sdk import vault
 from services.sdk.client import Client
 from tests.live import LiveNetwork
 
-SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
-SALT_BYTES = 16
-NONCE_BYTES = 12
 HOUR_MS = 3_600_000
+#: data key -> the commitment it was sealed under (what a wrap of it is bound to)
+_COMMITMENTS: dict[bytes, str] = {}
+#: (data key, recipient's public key) -> the one wrap a party made of it
+_WRAPS: dict[tuple[bytes, bytes], bytes] = {}
 
 
 def b64(data: bytes) -> str:
@@ -55,25 +56,38 @@ class Sealed:
 
 
 def seal(category: str, value: bytes) -> Sealed:
-    """salt ‖ value under a fresh data key; the commitment (salted SHA-256) is the AAD."""
-    salt = os.urandom(SALT_BYTES)
-    commitment = hashlib.sha256(salt + category.encode() + b"\x00" + value).digest()
-    data_key = ChaCha20Poly1305.generate_key()
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = ChaCha20Poly1305(data_key).encrypt(nonce, salt + value, commitment)
-    return Sealed(value, data_key, commitment, nonce + sealed)
+    """``value`` (UTF-8) sealed by the SDK (:func:`services.sdk.vault.seal`)."""
+    sealed = vault.seal(category, value.decode("utf-8"))
+    _COMMITMENTS[sealed.data_key] = sealed.commitment
+    return Sealed(value, sealed.data_key, bytes.fromhex(sealed.commitment), sealed.ciphertext)
 
 
-def wrap(data_key: bytes, public: X25519PublicKey) -> bytes:
-    return SUITE.encrypt(data_key, public)
+def _raw(public: X25519PublicKey) -> bytes:
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def wrap(data_key: bytes, public: X25519PublicKey, *, fresh: bool = False) -> bytes:
+    """``data_key`` wrapped for ``public`` by the SDK (:func:`services.sdk.vault.wrap`,
+    bound to the commitment :func:`seal` made with it). Wrapping is randomised and the
+    chain binds one wrap per holder and grantee (its SHA-256): like a client keeping
+    what it wrapped, this returns the wrap it made before for the same key and
+    recipient (``fresh``: another one, which the chain binds nowhere)."""
+    memo = (data_key, _raw(public))
+    if fresh or memo not in _WRAPS:
+        wrapped = vault.wrap(data_key, _raw(public).hex(), _COMMITMENTS[data_key])
+        if fresh:
+            return wrapped
+        _WRAPS[memo] = wrapped
+    return _WRAPS[memo]
 
 
 def open_envelope(envelope: dict[str, Any], private: X25519PrivateKey) -> bytes:
-    data_key = SUITE.decrypt(unb64(envelope["wrapped_key"]), private)
-    raw = unb64(envelope["ciphertext"])
-    plain = ChaCha20Poly1305(data_key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:],
-                                                bytes.fromhex(envelope["commitment"]))
-    return plain[SALT_BYTES:]
+    """The value an envelope (or an export's record) holds, opened by the SDK and checked
+    against its commitment."""
+    commitment = envelope["commitment"]
+    data_key = vault.unwrap(unb64(envelope["wrapped_key"]), private, commitment)
+    opened = vault.open_sealed(unb64(envelope["ciphertext"]), data_key, commitment)
+    return opened.value.encode("utf-8")
 
 
 @dataclass
@@ -96,7 +110,7 @@ class Party:
 
     @property
     def public_hex(self) -> str:
-        return self.public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        return _raw(self.public).hex()
 
     def send(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         result = self.client.send(kind, payload)
@@ -122,14 +136,26 @@ class World:
         assert node.gateway is not None
         return cast(PrivacyPlugin, node.gateway.plugins["privacy"])
 
+    def public_of(self, party: str) -> X25519PublicKey:
+        """``party``'s registered encryption key (read from the gateway)."""
+        answer = self.live.client().call("GET", f"/v1/privacy/keys/{party}")
+        return X25519PublicKey.from_public_bytes(bytes.fromhex(answer["public_key"]))
+
+    def wrap_hashes(self, sealed: Sealed, holders: list[str]) -> dict[str, str]:
+        """holder -> the SHA-256 of the wrap :func:`wrap` makes for it (what the chain
+        binds, and so what the vault accepts)."""
+        return {party: hashlib.sha256(wrap(sealed.data_key, self.public_of(party)))
+                .hexdigest() for party in holders}
+
     def record(self, category: str = "address", value: bytes = b"12 Rue de Rivoli, Paris",
                holders: list[str] | None = None) -> tuple[str, Sealed]:
         """A new record of the subject (not yet in the vault): its id and sealed value."""
         sealed = seal(category, value)
+        holders = holders or [self.subject.party]
         result = self.subject.send("privacy.create_record", {
             "category": category, "commitment": sealed.commitment.hex(),
             "ciphertext_hash": sealed.ciphertext_hash, "jurisdiction": "FR",
-            "holders": holders or [self.subject.party]})
+            "holders": holders, "wrap_hashes": self.wrap_hashes(sealed, holders)})
         return str(result["tx_hash"]), sealed
 
     def stored_record(self, value: bytes = b"12 Rue de Rivoli, Paris") -> tuple[str, Sealed]:
@@ -153,6 +179,20 @@ class World:
             self.subject.call("PUT", f"/v1/privacy/records/{record_id}/wraps/{grantee.party}",
                               body={"wrapped_key": b64(wrapped)})
         return wrapped
+
+    def organisation(self, name: str, role: str) -> Party:
+        """A new organisation (its admin's client) with its own encryption key."""
+        client = self.live.client(PrivateKey.from_seed(os.urandom(32)))
+        assert client.key is not None
+        org = f"{name}-{uuid.uuid4().hex[:8]}"
+        result = self.operator.send("consortium.register_organisation", {
+            "id": org, "name": name, "roles": [role],
+            "admin_key": client.key.public.raw.hex()})
+        assert result["status"] == "committed", result
+        found = Party(client, X25519PrivateKey.generate(), f"org:{org}")
+        found.send("privacy.register_key", {"scope": "org", "public_key": found.public_hex,
+                                            "country": "FR"})
+        return found
 
     @staticmethod
     def access(reader: Party | Client, record_id: str, *, purpose: str = "delivery",
